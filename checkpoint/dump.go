@@ -1,0 +1,292 @@
+package checkpoint
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/checkpoint-restore/go-criu/v7/stats"
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// DumpRequest describes one dump of a runc container.
+type DumpRequest struct {
+	State     *RuncState
+	ImagesDir string // receives CRIU's images and descriptors.json
+	WorkDir   string // receives dump.log and stats-dump
+	// LeaveRunning keeps the tasks after the dump. A container frozen (paused) before the dump
+	// stays frozen: CRIU restores the freezer state it found.
+	LeaveRunning   bool
+	TCPEstablished bool
+	FileLocks      bool
+}
+
+// DumpStats are CRIU's own figures for a dump.
+type DumpStats struct {
+	FreezingTime time.Duration `json:"freezing_time"`
+	FrozenTime   time.Duration `json:"frozen_time"`
+	MemdumpTime  time.Duration `json:"memdump_time"`
+	MemwriteTime time.Duration `json:"memwrite_time"`
+	PagesScanned uint64        `json:"pages_scanned"`
+	PagesSkipped uint64        `json:"pages_skipped_parent"`
+	PagesWritten uint64        `json:"pages_written"`
+	PagesLazy    uint64        `json:"pages_lazy"`
+}
+
+// descriptorsFile is runc's record of the init's stdio, required by `runc restore`.
+const descriptorsFile = "descriptors.json"
+
+// Dump checkpoints the container's process tree into req.ImagesDir. The caller must have frozen
+// the container if it wants it to stay frozen (LeaveRunning). Dump is not interruptible: CRIU
+// runs to completion (it holds the tasks; killing it midway would leave them to CRIU's cleanup).
+func Dump(ctx context.Context, req DumpRequest) (*DumpStats, error) {
+	st := req.State
+	if err := writeDescriptors(req.ImagesDir, st.ExternalDescriptors); err != nil {
+		return nil, err
+	}
+	imgDir, err := os.Open(req.ImagesDir)
+	if err != nil {
+		return nil, err
+	}
+	defer imgDir.Close()
+	workDir, err := os.Open(req.WorkDir)
+	if err != nil {
+		return nil, err
+	}
+	defer workDir.Close()
+
+	opts, err := dumpOptions(req)
+	if err != nil {
+		return nil, err
+	}
+	opts.ImagesDirFd = proto.Int32(int32(imgDir.Fd()))
+	opts.WorkDirFd = proto.Int32(int32(workDir.Fd()))
+
+	c := newCriu()
+	if err := c.Dump(opts, nil); err != nil {
+		return nil, fmt.Errorf("criu dump of pid %d: %w%s", st.InitProcessPid, err, LogErrors(filepath.Join(req.WorkDir, "dump.log")))
+	}
+	return readDumpStats(workDir)
+}
+
+// dumpOptions builds the CRIU options runc 1.1 would use for this container, so that
+// `runc restore` on the target finds every external mount under the key it expects.
+func dumpOptions(req DumpRequest) (*rpc.CriuOpts, error) {
+	st := req.State
+	opts := &rpc.CriuOpts{
+		Pid:             proto.Int32(int32(st.InitProcessPid)),
+		LogLevel:        proto.Int32(4),
+		LogFile:         proto.String("dump.log"),
+		Root:            proto.String(st.Config.Rootfs),
+		ManageCgroups:   proto.Bool(true),
+		LeaveRunning:    proto.Bool(req.LeaveRunning),
+		TcpEstablished:  proto.Bool(req.TCPEstablished),
+		FileLocks:       proto.Bool(req.FileLocks),
+		OrphanPtsMaster: proto.Bool(true),
+		// runc always sets this: it does not manage network devices, so a container's own
+		// network namespace is recreated empty (an external one is joined instead).
+		EmptyNs: proto.Uint32(unix.CLONE_NEWNET),
+	}
+	if p := freezerPath(st); p != "" {
+		opts.FreezeCgroup = proto.String(p)
+	}
+	for _, ns := range []struct{ typ, name, key string }{
+		{"NEWNET", "net", "extRootNetNS"},
+		{"NEWPID", "pid", "extRootPidNS"},
+	} {
+		p := st.namespacePath(ns.typ)
+		if p == "" {
+			continue
+		}
+		var s unix.Stat_t
+		if err := unix.Stat(p, &s); err != nil {
+			return nil, fmt.Errorf("external %s namespace %s: %w", ns.name, p, err)
+		}
+		opts.External = append(opts.External, fmt.Sprintf("%s[%d]:%s", ns.name, s.Ino, ns.key))
+	}
+	ext, err := externalMounts(st)
+	if err != nil {
+		return nil, err
+	}
+	opts.ExtMnt = ext
+	return opts, nil
+}
+
+func freezerPath(st *RuncState) string {
+	if p := st.CgroupPaths["freezer"]; p != "" {
+		return p
+	}
+	return st.CgroupPaths[""] // cgroup v2: the unified directory
+}
+
+// mountKey is runc's key for a mount: its destination with symlinks resolved inside the rootfs.
+func mountKey(rootfs, dest string) string {
+	d := strings.TrimPrefix(dest, rootfs)
+	if j, err := securejoin.SecureJoin(rootfs, d); err == nil {
+		d = j[len(rootfs):]
+	}
+	return d
+}
+
+func externalMounts(st *RuncState) ([]*rpc.ExtMountMap, error) {
+	var ext []*rpc.ExtMountMap
+	add := func(k, v string) { ext = append(ext, &rpc.ExtMountMap{Key: proto.String(k), Val: proto.String(v)}) }
+	rootfs := st.Config.Rootfs
+	v1 := !isUnified()
+	for _, m := range st.Config.Mounts {
+		switch m.Device {
+		case "bind":
+			k := mountKey(rootfs, m.Destination)
+			add(k, k)
+		case "cgroup":
+			// cgroup v1 without a cgroup namespace: runc bind-mounts each hierarchy.
+			if !v1 || st.hasNamespace("NEWCGROUP") {
+				continue
+			}
+			hs, err := v1Hierarchies()
+			if err != nil {
+				return nil, err
+			}
+			for _, h := range hs {
+				k := mountKey(rootfs, filepath.Join(m.Destination, filepath.Base(h)))
+				add(k, k)
+			}
+		}
+	}
+	for _, p := range st.Config.MaskPaths {
+		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root/%s", st.InitProcessPid, p))
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return nil, fmt.Errorf("masked path %s: %w", p, err)
+		}
+		if fi.IsDir() {
+			continue // masked with a read-only tmpfs, which CRIU dumps itself
+		}
+		add(p, "/dev/null")
+	}
+	for _, d := range st.Config.Devices {
+		k := mountKey(rootfs, d.Path)
+		add(k, k)
+	}
+	return ext, nil
+}
+
+func isUnified() bool {
+	var s unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &s) == nil && s.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+// v1Hierarchies lists the mount points of cgroup v1 hierarchies this process belongs to, as
+// runc's getCgroupMounts does.
+func v1Hierarchies() ([]string, error) {
+	own := map[string]bool{}
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range strings.Split(string(cg), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] != "" {
+			for _, s := range strings.Split(f[1], ",") {
+				own[s] = true
+			}
+		}
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		pf, qf := strings.Fields(pre), strings.Fields(post)
+		if len(pf) < 5 || len(qf) < 3 || qf[0] != "cgroup" {
+			continue
+		}
+		for _, o := range strings.Split(qf[2], ",") {
+			if own[o] && !seen[o] {
+				seen[o] = true
+				if !contains(out, pf[4]) {
+					out = append(out, pf[4])
+				}
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func writeDescriptors(dir string, fds []string) error {
+	if fds == nil {
+		fds = []string{}
+	}
+	b, err := json.Marshal(fds)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, descriptorsFile), b, 0o600)
+}
+
+func readDumpStats(workDir *os.File) (*DumpStats, error) {
+	if fi, err := os.Stat(filepath.Join(workDir.Name(), stats.StatsDump)); err != nil || fi.Size() < 12 {
+		return nil, fmt.Errorf("CRIU wrote no usable %s", stats.StatsDump)
+	}
+	s, err := stats.CriuGetDumpStats(workDir)
+	if err != nil {
+		return nil, fmt.Errorf("read CRIU dump stats: %w", err)
+	}
+	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	return &DumpStats{
+		FreezingTime: us(s.GetFreezingTime()), FrozenTime: us(s.GetFrozenTime()),
+		MemdumpTime: us(s.GetMemdumpTime()), MemwriteTime: us(s.GetMemwriteTime()),
+		PagesScanned: s.GetPagesScanned(), PagesSkipped: s.GetPagesSkippedParent(),
+		PagesWritten: s.GetPagesWritten(), PagesLazy: s.GetPagesLazy(),
+	}, nil
+}
+
+// LogErrors extracts the lines of a CRIU log that explain a failure.
+func LogErrors(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var errs []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, "Error (") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) == 0 {
+		return " (see " + path + ")"
+	}
+	if len(errs) > 6 {
+		errs = errs[len(errs)-6:]
+	}
+	return "\nCRIU says (" + path + "):\n  " + strings.Join(errs, "\n  ")
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-project/ferry/lab"
+)
+
+func newUp() *cobra.Command {
+	var bin string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Create lab hosts a and b (namespaces, sshd, containerd, lab image)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.Up(cmd.Context(), lab.UpOptions{BinDir: bin, Log: logger(verbose)}); err != nil {
+				return err
+			}
+			for _, h := range lab.Hosts {
+				fmt.Printf("host %s  %s  up\n", h.Name, h.Addr)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&bin, "bin", "", "directory with ferry, ferry-receiver, ferry-workload (default: next to ferry-lab)")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
+	return cmd
+}
+
+func newDown() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove the lab: no process, mount, namespace, interface or file is left",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.Down(cmd.Context(), lab.DownOptions{Log: logger(verbose)}); err != nil {
+				return err
+			}
+			if r := lab.Residue(); len(r) > 0 {
+				return fmt.Errorf("left behind: %s", strings.Join(r, ", "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
+	return cmd
+}
+
+func newExec() *cobra.Command {
+	return &cobra.Command{
+		Use:   "exec HOST -- CMD...",
+		Short: "Run a command as if logged in on a lab host",
+		Example: `  ferry-lab exec a -- ferry migrate web b
+  ferry-lab exec b -- ctr task ls`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := lab.LookupHost(args[0])
+			if err != nil {
+				return err
+			}
+			c := lab.Command(h, args[1:]...)
+			if len(args) == 1 {
+				c = lab.Command(h)
+			}
+			c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+			return exitStatus(c.Run())
+		},
+	}
+}
+
+// exitStatus passes a child's exit status through.
+func exitStatus(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitError{ee.ExitCode()}
+	}
+	return err
+}
+
+// inHost runs ferry-lab's helper on a host with the caller's stdio.
+func inHost(host string, args ...string) error {
+	h, err := lab.LookupHost(host)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c := lab.Command(h, append([]string{self, lab.HelperCmd}, args...)...)
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return exitStatus(c.Run())
+}
+
+func newRun() *cobra.Command {
+	var mem int
+	var dirty float64
+	cmd := &cobra.Command{
+		Use:   "run HOST NAME [--mem MiB] [--dirty MiB/s] [-- CMD...]",
+		Short: "Start a container from the lab image (the workload, or CMD)",
+		Example: `  ferry-lab run a web --mem 256 --dirty 4
+  ferry-lab run a idle -- sleep 3600`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a := []string{"run", args[0], args[1], "--mem", fmt.Sprint(mem), "--dirty", fmt.Sprint(dirty)}
+			if len(args) > 2 {
+				a = append(append(a, "--"), args[2:]...)
+			}
+			return inHost(args[0], a...)
+		},
+	}
+	cmd.Flags().IntVar(&mem, "mem", 64, "MiB of memory the workload holds")
+	cmd.Flags().Float64Var(&dirty, "dirty", 1, "MiB/s of memory the workload rewrites")
+	return cmd
+}
+
+func newCheck() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "check HOST NAME",
+		Short: "Prove the workload NAME runs on HOST and lost nothing (same process, counter, memory, files)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return inHost(args[0], "check", args[0], args[1], "--output", output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func newStatus() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the lab's hosts and their containers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := lab.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return json.NewEncoder(os.Stdout).Encode(st)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "HOST\tADDRESS\tCONTAINERD\tSSHD\tCONTAINER\tSTATUS\tPID")
+			for _, h := range st {
+				if len(h.Containers) == 0 {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t-\t-\t-\n", h.Name, h.Addr, upDown(h.Containerd), upDown(h.SSHD))
+				}
+				for _, c := range h.Containers {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\n", h.Name, h.Addr, upDown(h.Containerd), upDown(h.SSHD), c.Name, c.Status, c.PID)
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func upDown(b bool) string {
+	if b {
+		return "up"
+	}
+	return "DOWN"
+}

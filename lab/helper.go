@@ -1,0 +1,296 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/oci"
+
+	ws "github.com/ferry-project/ferry/lab/workloadstate"
+)
+
+// Namespace is the containerd namespace the lab uses (the ctr default).
+const Namespace = "default"
+
+// LogPath is where a container's stdout and stderr go on its host. ferry-receiver uses the same
+// convention for restored containers.
+func LogPath(ns, id string) string { return filepath.Join("/var/lib/ferry/logs", ns, id+".log") }
+
+func connect(ctx context.Context) (*containerd.Client, context.Context, error) {
+	c, err := containerd.New("/run/containerd/containerd.sock", containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to this host's containerd: %w", err)
+	}
+	return c, namespaces.WithNamespace(ctx, Namespace), nil
+}
+
+func recordPath(name string) string { return filepath.Join(StateDir, "containers", name+".json") }
+
+func readRecord(name string) (*ws.Record, error) {
+	b, err := os.ReadFile(recordPath(name))
+	if err != nil {
+		return nil, fmt.Errorf("the lab did not start a container %q: %w", name, err)
+	}
+	var r ws.Record
+	return &r, json.Unmarshal(b, &r)
+}
+
+func writeRecord(r *ws.Record) error {
+	if err := os.MkdirAll(filepath.Dir(recordPath(r.Name)), 0o755); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return os.WriteFile(recordPath(r.Name), b, 0o644)
+}
+
+// HelperImport imports the lab image tar into this host's containerd and unpacks it.
+func HelperImport(ctx context.Context, tarPath string) error {
+	c, ctx, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	f, err := os.Open(tarPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	imgs, err := c.Import(ctx, f)
+	if err != nil {
+		return fmt.Errorf("import %s: %w", tarPath, err)
+	}
+	for _, i := range imgs {
+		if err := containerd.NewImage(c, i).Unpack(ctx, containerd.DefaultSnapshotter); err != nil {
+			return fmt.Errorf("unpack %s: %w", i.Name, err)
+		}
+	}
+	return nil
+}
+
+// RunOptions describe a lab container.
+type RunOptions struct {
+	Name     string
+	MemMiB   int
+	DirtyMiB float64
+	Command  []string // instead of the workload
+}
+
+// HelperRun starts a container from the lab image on this host.
+func HelperRun(ctx context.Context, host string, o RunOptions) error {
+	c, ctx, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	img, err := c.GetImage(ctx, ImageRef)
+	if err != nil {
+		return fmt.Errorf("lab image: %w", err)
+	}
+	args := o.Command
+	workload := len(args) == 0
+	if workload {
+		args = []string{"/usr/local/bin/ferry-workload", "--mem", strconv.Itoa(o.MemMiB), "--dirty", strconv.FormatFloat(o.DirtyMiB, 'f', -1, 64)}
+	}
+	ctr, err := c.NewContainer(ctx, o.Name,
+		containerd.WithImage(img),
+		containerd.WithNewSnapshot(o.Name, img),
+		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(args...), oci.WithHostname(o.Name)),
+		containerd.WithContainerLabels(map[string]string{"ferry-lab": "1"}),
+	)
+	if err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			return fmt.Errorf("a container %q already exists on %s", o.Name, host)
+		}
+		return err
+	}
+	logPath := LogPath(Namespace, o.Name)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return err
+	}
+	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
+	if err != nil {
+		_ = ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+		return err
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		_ = ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+		return err
+	}
+	rec := &ws.Record{Name: o.Name, Host: host, MemMiB: o.MemMiB, Created: time.Now(), Workload: workload}
+	if workload {
+		// Wait for the workload's first state: its nonce identifies this very process.
+		var st ws.State
+		err := waitFor(ctx, 60*time.Second, func() error {
+			var err error
+			st, err = readWorkload(task.Pid())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("the workload did not publish its state: %w (log: %s)", err, logPath)
+		}
+		rec.Nonce, rec.LastCounter = st.Nonce, st.Counter
+	}
+	return writeRecord(rec)
+}
+
+func readWorkload(pid uint32) (ws.State, error) {
+	var st ws.State
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", pid, ws.StatePath))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+// CheckResult is what `ferry-lab check` reports.
+type CheckResult struct {
+	Host     string   `json:"host"`
+	Name     string   `json:"name"`
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems,omitempty"`
+	State    ws.State `json:"state"`
+}
+
+// HelperCheck proves the workload called name runs here and lost nothing.
+func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
+	res := &CheckResult{Host: host, Name: name}
+	rec, err := readRecord(name)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Workload {
+		return nil, fmt.Errorf("%s runs a custom command, not the workload: nothing to check", name)
+	}
+	c, ctx, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctr, err := c.LoadContainer(ctx, name)
+	if err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("no container %q on %s", name, host))
+		return res, nil
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("container %q on %s has no task", name, host))
+		return res, nil
+	}
+	status, err := task.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if status.Status != containerd.Running {
+		res.Problems = append(res.Problems, fmt.Sprintf("task %q on %s is %s, not running", name, host, status.Status))
+		return res, nil
+	}
+	since := time.Now()
+	s1, err := readWorkload(task.Pid())
+	if err != nil {
+		return nil, fmt.Errorf("read the workload's state: %w", err)
+	}
+	// Wait for a full verification pass that started after this check began.
+	var s2 ws.State
+	err = waitFor(ctx, 90*time.Second, func() error {
+		var err error
+		if s2, err = readWorkload(task.Pid()); err != nil {
+			return err
+		}
+		if s2.LastPassStart < since.UnixMilli() {
+			return errors.New("waiting for a verification pass")
+		}
+		return nil
+	})
+	if err != nil && !strings.Contains(err.Error(), "verification pass") {
+		return nil, err
+	}
+	ticks, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", task.Pid(), ws.TicksPath))
+	if err != nil {
+		res.Problems = append(res.Problems, "cannot read the ticks file: "+err.Error())
+	}
+	// The ticks file is written after the counter advances: take a state published after it.
+	if s3, err := readWorkload(task.Pid()); err == nil && s3.Counter >= s2.Counter {
+		s2 = s3
+	}
+	res.State = s2
+	res.Problems = append(res.Problems, ws.Verify(*rec, s1, s2, ticks, since)...)
+	res.OK = len(res.Problems) == 0
+	if res.OK {
+		rec.Host, rec.LastCounter = host, s2.Counter
+		if err := writeRecord(rec); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// ContainerStatus is one container in `ferry-lab status`.
+type ContainerStatus struct {
+	Host   string `json:"host"`
+	Name   string `json:"name"`
+	Image  string `json:"image"`
+	Status string `json:"status"`
+	PID    uint32 `json:"pid,omitempty"`
+}
+
+// HelperList lists this host's containers.
+func HelperList(ctx context.Context, host string) ([]ContainerStatus, error) {
+	c, ctx, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctrs, err := c.Containers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []ContainerStatus
+	for _, ctr := range ctrs {
+		cs := ContainerStatus{Host: host, Name: ctr.ID(), Status: "no task"}
+		if info, err := ctr.Info(ctx); err == nil {
+			cs.Image = info.Image
+		}
+		if t, err := ctr.Task(ctx, nil); err == nil {
+			if st, err := t.Status(ctx); err == nil {
+				cs.Status, cs.PID = string(st.Status), t.Pid()
+			}
+		}
+		out = append(out, cs)
+	}
+	return out, nil
+}
+
+// Stop kills and removes a container (used by tests to clean up between cases).
+func HelperRemove(ctx context.Context, name string) error {
+	c, ctx, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctr, err := c.LoadContainer(ctx, name)
+	if err != nil {
+		return err
+	}
+	if t, err := ctr.Task(ctx, nil); err == nil {
+		if _, err := t.Delete(ctx, containerd.WithProcessKill); err != nil {
+			_ = t.Kill(ctx, syscall.SIGKILL)
+			if _, err := t.Delete(ctx, containerd.WithProcessKill); err != nil {
+				return err
+			}
+		}
+	}
+	return ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+}

@@ -1,0 +1,273 @@
+package lab
+
+import (
+	"context"
+	"io"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// upState is written when the lab is up; down reads it.
+type upState struct {
+	Hosts   []string  `json:"hosts"`
+	Created []string  `json:"created"` // mount points created on the real machine, removed by down
+	Bin     string    `json:"bin"`     // directory of the ferry binaries
+	Started time.Time `json:"started"`
+}
+
+func statePath() string { return filepath.Join(StateDir, "up.json") }
+
+func readState() (*upState, error) {
+	b, err := os.ReadFile(statePath())
+	if err != nil {
+		return nil, err
+	}
+	var st upState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", statePath(), err)
+	}
+	return &st, nil
+}
+
+func writeState(st *upState) error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return os.WriteFile(statePath(), b, 0o644)
+}
+
+// IsUp reports whether the lab is up.
+func IsUp() bool { return fileExists(statePath()) }
+
+// UpOptions configure Up.
+type UpOptions struct {
+	BinDir string // where ferry, ferry-receiver and ferry-workload are; default: next to ferry-lab
+	Log    *slog.Logger
+}
+
+// Up creates the lab. On failure it tears down what it made.
+func Up(ctx context.Context, o UpOptions) (err error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("ferry-lab up needs root (it creates namespaces, cgroups and interfaces)")
+	}
+	if IsUp() {
+		return errors.New("the lab is already up (ferry-lab status shows it; ferry-lab down removes it)")
+	}
+	if leftovers := residue(); len(leftovers) > 0 {
+		return fmt.Errorf("a previous lab left %s behind: run ferry-lab down first", strings.Join(leftovers, ", "))
+	}
+	for _, c := range []string{"ip", "nsenter", "unshare", "mount", "/usr/sbin/sshd", "containerd", "containerd-shim-runc-v2", "runc", "criu", "rsync"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("%s is not installed (make deps installs everything): %w", c, err)
+		}
+	}
+	bin := o.BinDir
+	if bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		bin = filepath.Dir(self)
+	}
+	for _, b := range []string{"ferry", "ferry-receiver", "ferry-workload"} {
+		if !fileExists(filepath.Join(bin, b)) {
+			return fmt.Errorf("%s not found in %s (make build puts it there)", b, bin)
+		}
+	}
+	hs, err := hierarchies()
+	if err != nil {
+		return err
+	}
+
+	st := &upState{Bin: bin, Started: time.Now()}
+	defer func() {
+		if err != nil {
+			log.Warn("lab up failed, tearing down", "err", err)
+			if derr := Down(context.WithoutCancel(ctx), DownOptions{Log: log}); derr != nil {
+				err = errors.Join(err, fmt.Errorf("tearing down the failed lab: %w", derr))
+			}
+		}
+	}()
+	if err := os.MkdirAll(StateDir, 0o755); err != nil {
+		return err
+	}
+	// Write the state first, so that down can undo a half-made lab.
+	if err := writeState(st); err != nil {
+		return err
+	}
+
+	// Mount points that each host sees privately must exist on the real machine.
+	for _, d := range privateDirs {
+		if _, err := os.Stat(d.Path); errors.Is(err, fs.ErrNotExist) {
+			if err := os.MkdirAll(d.Path, 0o755); err != nil {
+				return err
+			}
+			st.Created = append(st.Created, d.Path)
+		}
+	}
+	if err := writeState(st); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(BinDir(), 0o755); err != nil {
+		return err
+	}
+	for _, b := range []string{"ferry", "ferry-receiver"} {
+		if err := os.Symlink(filepath.Join(bin, b), filepath.Join(BinDir(), b)); err != nil {
+			return err
+		}
+	}
+	// The namespace files live on a private mount (a bind of the directory onto itself).
+	if err := os.MkdirAll(filepath.Join(RunDir, "ns"), 0o755); err != nil {
+		return err
+	}
+	if err := syscall.Mount(RunDir, RunDir, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", RunDir, err)
+	}
+	if err := syscall.Mount("", RunDir, "", syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", RunDir, err)
+	}
+
+	keys, err := makeKeys()
+	if err != nil {
+		return err
+	}
+	log.Info("network", "switch", switchNS, "lan", LANPrefix)
+	if err := upSwitch(ctx); err != nil {
+		return err
+	}
+	for _, h := range Hosts {
+		st.Hosts = append(st.Hosts, h.Name)
+		if err := writeState(st); err != nil {
+			return err
+		}
+		log.Info("host", "name", h.Name, "addr", h.Addr)
+		if err := upHost(ctx, hs, h, keys); err != nil {
+			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+	}
+	for _, h := range Hosts {
+		if err := waitFor(ctx, 20*time.Second, func() error { return dialSSH(h) }); err != nil {
+			return fmt.Errorf("host %s: sshd does not answer: %w (see %s)", h.Name, err, filepath.Join(h.dir(), "sshd.log"))
+		}
+	}
+	log.Info("image", "ref", ImageRef)
+	tar, err := BuildImage(bin)
+	if err != nil {
+		return err
+	}
+	for _, h := range Hosts {
+		if err := runIn(ctx, h, selfPath(), HelperCmd, "import", tar); err != nil {
+			return fmt.Errorf("host %s: import image: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+func waitFor(ctx context.Context, d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// dialSSH checks that the host's sshd answers with an SSH banner, from the switch's namespace.
+func dialSSH(h Host) error {
+	return inNetns("/run/netns/"+switchNS, func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(h.Addr.String(), "22"), time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil || string(b) != "SSH-" {
+			return fmt.Errorf("no SSH banner from %s: %q %v", h.Addr, b, err)
+		}
+		return nil
+	})
+}
+
+// inNetns runs f on an OS thread that has joined the network namespace at path.
+func inNetns(path string, f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	self, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return err
+	}
+	defer self.Close()
+	target, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer target.Close()
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("enter %s: %w", path, err)
+	}
+	defer func() {
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic("cannot return to the original network namespace: " + err.Error())
+		}
+	}()
+	return f()
+}
+
+// runIn runs argv on host h and returns its error with its output.
+func runIn(ctx context.Context, h Host, argv ...string) error {
+	cmd := Command(h, argv...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("on %s: %s: %w: %s", h.Name, strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	return ctx.Err()
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func upSwitch(ctx context.Context) error {
+	steps := [][]string{
+		{"ip", "netns", "add", switchNS},
+		{"ip", "-n", switchNS, "link", "set", "lo", "up"},
+		{"ip", "-n", switchNS, "link", "add", bridgeName, "type", "bridge"},
+		{"ip", "-n", switchNS, "addr", "add", SwitchIP.String() + "/24", "dev", bridgeName},
+		{"ip", "-n", switchNS, "link", "set", bridgeName, "up"},
+	}
+	for _, s := range steps {
+		if err := run(ctx, s[0], s[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+// Package snapshot moves the filesystem part of a container: its writable layer and, later, its
+// volumes. Each piece (a Mount) is moved by a Driver chosen per mount.
+package snapshot
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferry-project/ferry/transport"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// Mount is one piece of a container's filesystem.
+type Mount struct {
+	// Name identifies the mount to the target ("rootfs" is the writable layer). The target maps
+	// names to its own paths: the source never names a target path.
+	Name string
+	// Source is the directory on the source host.
+	Source string
+}
+
+// Stats describe one sync.
+type Stats struct {
+	Bytes    int64         `json:"bytes"` // bytes carried over the link (both directions)
+	Duration time.Duration `json:"duration"`
+}
+
+// Driver moves mounts from the source to the target. The migration drives it, on the source:
+//
+//   - PreSync copies a mount while the container runs. It may run several times; each run
+//     brings the target closer to the source. It must leave the source untouched.
+//   - FinalSync runs exactly once per mount, while the container is frozen (no writer), and
+//     leaves the target's copy identical to the source: content, hard links, ACLs, xattrs,
+//     sparseness, device nodes, ownership (numeric ids).
+//   - Commit runs after the migration committed: the driver drops what it kept only for this
+//     move (and keeps what serves as the base of a later move, e.g. a ZFS snapshot).
+//   - Abort runs on rollback at any point after the first sync: the driver removes what it made
+//     on either host for this move. The target's copy itself belongs to the container the
+//     target created and is removed with it.
+//
+// Every method is safe to call with a cancelled context only in the sense that it returns
+// promptly; Abort is always called with a live context.
+type Driver interface {
+	Name() string
+	PreSync(ctx context.Context, m Mount) (Stats, error)
+	FinalSync(ctx context.Context, m Mount) (Stats, error)
+	Commit(ctx context.Context, m Mount) error
+	Abort(ctx context.Context, m Mount) error
+}
+
+// StreamOpener opens bulk streams to the target (transport.Receiver implements it).
+type StreamOpener interface {
+	OpenStream(ctx context.Context, h wire.StreamHeader) (transport.Stream, error)
+}

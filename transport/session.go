@@ -1,0 +1,215 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// Stream is one bulk stream to the receiver. CloseWrite signals end of data while still reading.
+type Stream interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+}
+
+// Receiver is ferry-receiver running on the target, reached through its control channel.
+type Receiver struct {
+	Conn   *wire.Conn
+	Hello  wire.Hello // the target's
+	client *Client
+	sess   *ssh.Session
+	stderr *tail
+}
+
+// StartReceiver runs command (normally "ferry-receiver serve") on the target and performs the
+// version handshake. It fails with errdefs.ErrUnsupported when the versions do not match.
+func (c *Client) StartReceiver(ctx context.Context, command string, hello wire.Hello) (*Receiver, error) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open an SSH session on %s: %w", c.Endpoint, errors.Join(err, errdefs.ErrTransient))
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	r := &Receiver{client: c, sess: sess, stderr: &tail{max: 16 << 10}}
+	sess.Stderr = r.stderr
+	if err := sess.Start(command); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("start %q on %s: %w", command, c.Endpoint, err)
+	}
+	br := bufio.NewReaderSize(stdout, 64<<10)
+	pre := make(chan error, 1)
+	go func() { pre <- wire.ReadPreamble(br) }()
+	select {
+	case err = <-pre:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		sess.Close()
+		if s := r.Stderr(); s != "" {
+			err = fmt.Errorf("%w; its stderr: %s", err, s)
+		}
+		return nil, fmt.Errorf("start ferry-receiver on %s: %w", c.Endpoint, err)
+	}
+	r.Conn = wire.NewConnRW(br, stdin, sessCloser{sess})
+	if err := r.Conn.Call(ctx, wire.TypeHello, hello, &r.Hello); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("handshake with ferry-receiver on %s: %w", c.Endpoint, err)
+	}
+	if r.Hello.Protocol != wire.ProtocolVersion {
+		sess.Close()
+		return nil, fmt.Errorf("ferry-receiver on %s speaks protocol %d (ferry %s), this ferry speaks %d (ferry %s): install the same ferry version on both hosts: %w",
+			c.Endpoint.Host, r.Hello.Protocol, r.Hello.Version, wire.ProtocolVersion, hello.Version, errdefs.ErrUnsupported)
+	}
+	return r, nil
+}
+
+type sessCloser struct{ s *ssh.Session }
+
+func (c sessCloser) Close() error { return c.s.Close() }
+
+// Stderr returns the last lines ferry-receiver wrote to stderr.
+func (r *Receiver) Stderr() string { return strings.TrimSpace(r.stderr.String()) }
+
+// Close ends the control channel (the receiver treats that as the end of the session).
+func (r *Receiver) Close() error { return r.sess.Close() }
+
+// Client is the SSH connection the receiver runs on.
+func (r *Receiver) Client() *Client { return r.client }
+
+// OpenStream opens a bulk stream to the receiver: an SSH channel to its unix socket
+// (direct-streamlocal), or, where the server forbids that, a `ferry-receiver attach` session.
+// The receiver checks the header (token, kind, name) and acknowledges before data flows.
+func (r *Receiver) OpenStream(ctx context.Context, h wire.StreamHeader) (Stream, error) {
+	h.Token = r.Hello.StreamToken
+	var ch Stream
+	nc, err := r.client.Dial("unix", r.Hello.StreamSocket)
+	if err == nil {
+		ch = nc.(Stream)
+	} else {
+		var oe *ssh.OpenChannelError
+		if !errors.As(err, &oe) {
+			return nil, fmt.Errorf("open a stream to %s: %w", r.client.Endpoint, errors.Join(err, errdefs.ErrTransient))
+		}
+		// Forwarding refused by sshd's configuration: relay through a session instead.
+		s, err := r.client.attach(r.Hello.StreamSocket)
+		if err != nil {
+			return nil, err
+		}
+		ch = s
+	}
+	c := wire.NewConn(ch)
+	if err := c.Call(ctx, wire.TypeStream, h, nil); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("open %s stream %q: %w", h.Kind, h.Name, err)
+	}
+	return &stream{Stream: ch, r: c.Reader()}, nil
+}
+
+// stream reads through the buffered reader that read the acknowledgement.
+type stream struct {
+	Stream
+	r *bufio.Reader
+}
+
+func (s *stream) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// attach relays a stream through `ferry-receiver attach SOCKET` on the target.
+func (c *Client) attach(socket string) (Stream, error) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	w, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	rd, err := sess.StdoutPipe()
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	if err := sess.Start("ferry-receiver attach " + shellQuote(socket)); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return &sessStream{sess: sess, r: rd, w: w}, nil
+}
+
+type sessStream struct {
+	sess *ssh.Session
+	r    io.Reader
+	w    io.WriteCloser
+}
+
+func (s *sessStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
+func (s *sessStream) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s *sessStream) CloseWrite() error           { return s.w.Close() }
+func (s *sessStream) Close() error                { return s.sess.Close() }
+
+// Run runs a command on the target and returns its stdout; stderr goes into the error.
+func (c *Client) Run(ctx context.Context, command string) ([]byte, error) {
+	sess, err := c.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open an SSH session on %s: %w", c.Endpoint, errors.Join(err, errdefs.ErrTransient))
+	}
+	defer sess.Close()
+	var out strings.Builder
+	errb := &tail{max: 8 << 10}
+	sess.Stdout, sess.Stderr = &out, errb
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(command) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return []byte(out.String()), fmt.Errorf("%s on %s: %w: %s", command, c.Endpoint.Host, err, strings.TrimSpace(errb.String()))
+	}
+	return []byte(out.String()), nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// tail keeps the last max bytes written.
+type tail struct {
+	mu  sync.Mutex
+	b   []byte
+	max int
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
