@@ -290,3 +290,28 @@ func LogErrors(path string) string {
 	}
 	return "\nCRIU says (" + path + "):\n  " + strings.Join(errs, "\n  ")
 }
+
+// RestoreStats are CRIU's own figures for a restore.
+type RestoreStats struct {
+	PagesRestored uint64        `json:"pages_restored"`
+	ForkingTime   time.Duration `json:"forking_time"`
+	RestoreTime   time.Duration `json:"restore_time"`
+}
+
+// ReadRestoreStats reads stats-restore from a restore's work directory.
+func ReadRestoreStats(workDir string) (*RestoreStats, error) {
+	if fi, err := os.Stat(filepath.Join(workDir, stats.StatsRestore)); err != nil || fi.Size() < 12 {
+		return nil, fmt.Errorf("no usable %s in %s", stats.StatsRestore, workDir)
+	}
+	d, err := os.Open(workDir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	s, err := stats.CriuGetRestoreStats(d)
+	if err != nil {
+		return nil, err
+	}
+	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	return &RestoreStats{PagesRestored: s.GetPagesRestored(), ForkingTime: us(s.GetForkingTime()), RestoreTime: us(s.GetRestoreTime())}, nil
+}

@@ -264,6 +264,15 @@ func (c *Client) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
+// CreatedAt is when containerd created the container (errdefs.ErrNotFound if it does not exist).
+func (c *Client) CreatedAt(ctx context.Context, id string) (time.Time, error) {
+	ci, err := c.c.ContainerService().Get(c.with(ctx), id)
+	if err != nil {
+		return time.Time{}, classify(err, "container "+id)
+	}
+	return ci.CreatedAt, nil
+}
+
 // Exists reports whether a container id exists.
 func (c *Client) Exists(ctx context.Context, id string) (bool, error) {
 	_, err := c.c.ContainerService().Get(c.with(ctx), id)

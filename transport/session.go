@@ -23,16 +23,30 @@ type Stream interface {
 
 // Receiver is ferry-receiver running on the target, reached through its control channel.
 type Receiver struct {
-	Conn   *wire.Conn
-	Hello  wire.Hello // the target's
-	client *Client
-	sess   *ssh.Session
-	stderr *tail
+	Conn    *wire.Conn
+	Hello   wire.Hello // the target's
+	client  *Client
+	sess    *ssh.Session
+	stderr  *tail
+	command string // how to run ferry-receiver on the target
+	redial  func(context.Context) (*Client, error)
 }
 
-// StartReceiver runs command (normally "ferry-receiver serve") on the target and performs the
-// version handshake. It fails with errdefs.ErrUnsupported when the versions do not match.
-func (c *Client) StartReceiver(ctx context.Context, command string, hello wire.Hello) (*Receiver, error) {
+// ReceiverOptions configure StartReceiver.
+type ReceiverOptions struct {
+	// Command runs ferry-receiver on the target; default "ferry-receiver".
+	Command string
+	// Redial reconnects when the connection is lost (for out-of-band abort and status).
+	Redial func(context.Context) (*Client, error)
+}
+
+// StartReceiver runs `ferry-receiver serve` on the target and performs the version handshake.
+// It fails with errdefs.ErrUnsupported when the versions do not match.
+func (c *Client) StartReceiver(ctx context.Context, hello wire.Hello, o ReceiverOptions) (*Receiver, error) {
+	if o.Command == "" {
+		o.Command = "ferry-receiver"
+	}
+	command := o.Command + " serve"
 	sess, err := c.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open an SSH session on %s: %w", c.Endpoint, errors.Join(err, errdefs.ErrTransient))
@@ -47,7 +61,7 @@ func (c *Client) StartReceiver(ctx context.Context, command string, hello wire.H
 		sess.Close()
 		return nil, err
 	}
-	r := &Receiver{client: c, sess: sess, stderr: &tail{max: 16 << 10}}
+	r := &Receiver{client: c, sess: sess, stderr: &tail{max: 16 << 10}, command: o.Command, redial: o.Redial}
 	sess.Stderr = r.stderr
 	if err := sess.Start(command); err != nil {
 		sess.Close()
@@ -109,7 +123,7 @@ func (r *Receiver) OpenStream(ctx context.Context, h wire.StreamHeader) (Stream,
 			return nil, fmt.Errorf("open a stream to %s: %w", r.client.Endpoint, errors.Join(err, errdefs.ErrTransient))
 		}
 		// Forwarding refused by sshd's configuration: relay through a session instead.
-		s, err := r.client.attach(r.Hello.StreamSocket)
+		s, err := r.client.attach(r.command, r.Hello.StreamSocket)
 		if err != nil {
 			return nil, err
 		}
@@ -132,7 +146,7 @@ type stream struct {
 func (s *stream) Read(p []byte) (int, error) { return s.r.Read(p) }
 
 // attach relays a stream through `ferry-receiver attach SOCKET` on the target.
-func (c *Client) attach(socket string) (Stream, error) {
+func (c *Client) attach(command, socket string) (Stream, error) {
 	sess, err := c.NewSession()
 	if err != nil {
 		return nil, err
@@ -147,7 +161,7 @@ func (c *Client) attach(socket string) (Stream, error) {
 		sess.Close()
 		return nil, err
 	}
-	if err := sess.Start("ferry-receiver attach " + shellQuote(socket)); err != nil {
+	if err := sess.Start(command + " attach " + shellQuote(socket)); err != nil {
 		sess.Close()
 		return nil, err
 	}

@@ -82,7 +82,8 @@ type PreflightRequest struct {
 	MigrationID string    `json:"migration_id"`
 	Container   Container `json:"container"`
 	Source      HostFacts `json:"source"`
-	NeedBytes   uint64    `json:"need_bytes"` // filesystem + checkpoint estimate
+	ImageBytes  uint64    `json:"image_bytes"` // checkpoint size estimate (memory in use)
+	FSBytes     uint64    `json:"fs_bytes"`    // writable layer size
 }
 
 // PreflightReply lists every problem found (empty: go ahead).

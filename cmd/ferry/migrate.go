@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-project/ferry/internal/version"
+	"github.com/ferry-project/ferry/migrate"
+	"github.com/ferry-project/ferry/receiver"
+	"github.com/ferry-project/ferry/runtime"
+	"github.com/ferry-project/ferry/snapshot/rsync"
+	"github.com/ferry-project/ferry/transport"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+type migrateFlags struct {
+	output            string
+	reportFile        string
+	identities        []string
+	knownHosts        []string
+	receiverCommand   string
+	containerdAddress string
+	stateDir          string
+}
+
+func newMigrate(g *globalFlags) *cobra.Command {
+	f := &migrateFlags{}
+	cmd := &cobra.Command{
+		Use:   "migrate CONTAINER [user@]HOST[:port]",
+		Short: "Move a running container to another host",
+		Long: `Move a running container, with its memory and files, to another host over SSH.
+
+ferry connects with your SSH keys (ssh-agent, ~/.ssh/id_*) and checks the host key against
+~/.ssh/known_hosts: an unknown or changed key is refused. It starts ferry-receiver on the
+target, checks both sides, copies the writable layer while the container runs, freezes it,
+checkpoints it with CRIU, copies the last changes and the checkpoint, restores it (frozen) on
+the target, and only when the target confirms does it let the target copy run and remove the
+source copy. Any failure before that resumes the source exactly as it was and cleans the
+target. Ctrl-C rolls back the same way.
+
+Exit status: 0 moved; 1 failed and rolled back; 2 usage; 3 refused by preflight (nothing
+changed); 4 commit outcome unknown (the message says what to do); 5 rollback incomplete.`,
+		Example: `  ferry migrate web b
+  ferry migrate -n prod db root@10.0.0.7:2222 --output json
+  ferry migrate web b --report /var/log/ferry/web.json`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMigrate(cmd, g, f, args[0], args[1])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.output, "output", "o", "text", "report format: text or json")
+	fl.StringVar(&f.reportFile, "report", "", "also write the JSON report to this file")
+	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "SSH private key (repeatable; default: ssh-agent and ~/.ssh/id_*)")
+	fl.StringArrayVar(&f.knownHosts, "known-hosts", nil, "known_hosts file (default ~/.ssh/known_hosts)")
+	fl.StringVar(&f.receiverCommand, "receiver-command", "ferry-receiver", "how to run ferry-receiver on the target")
+	fl.StringVar(&f.containerdAddress, "containerd-address", runtime.DefaultAddress, "containerd socket on this host")
+	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
+	return cmd
+}
+
+func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, dest string) error {
+	if f.output != "text" && f.output != "json" {
+		return fmt.Errorf("--output must be text or json, not %q", f.output)
+	}
+	ctx, log := cmd.Context(), g.logger()
+	ep, err := transport.ParseEndpoint(dest)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	rep, err := func() (*migrate.Report, error) {
+		rt, err := runtime.Connect(ctx, f.containerdAddress, g.namespace)
+		if err != nil {
+			return nil, err
+		}
+		defer rt.Close()
+		dialOpts := transport.DialOptions{IdentityFiles: f.identities, KnownHosts: f.knownHosts, Log: log}
+		client, err := transport.Dial(ctx, ep, dialOpts)
+		if err != nil {
+			return nil, err
+		}
+		defer client.Close()
+		host, _ := os.Hostname()
+		recv, err := client.StartReceiver(ctx,
+			wire.Hello{Protocol: wire.ProtocolVersion, Version: version.Version, Host: host, Features: receiver.Features},
+			transport.ReceiverOptions{Command: f.receiverCommand, Redial: func(ctx2 context.Context) (*transport.Client, error) {
+				return transport.Dial(ctx2, ep, dialOpts)
+			}})
+		if err != nil {
+			return nil, err
+		}
+		defer recv.Close()
+		rep, err := migrate.Run(ctx, migrate.Config{
+			Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log,
+			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
+			Target: recv,
+			FS:     &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, Log: log},
+		})
+		if err != nil && recv.Stderr() != "" {
+			log.Info("ferry-receiver stderr", "text", recv.Stderr())
+		}
+		return rep, err
+	}()
+	if rep == nil {
+		// Nothing started: connection or setup failure.
+		rep = &migrate.Report{Container: container, Namespace: g.namespace, Target: ep.Host, Outcome: migrate.OutcomeRefused, Problems: []string{err.Error()}, Error: err.Error()}
+		if h, herr := os.Hostname(); herr == nil {
+			rep.Source = h
+		}
+	}
+	if f.reportFile != "" {
+		if werr := os.WriteFile(f.reportFile, rep.JSON(), 0o644); werr != nil {
+			fmt.Fprintln(os.Stderr, "ferry: write report:", werr)
+		}
+	}
+	if f.output == "json" {
+		_, _ = os.Stdout.Write(rep.JSON())
+	} else if rep.Outcome != migrate.OutcomeRefused || len(rep.Problems) > 1 || err == nil {
+		fmt.Print(rep.Text())
+	}
+	if err == nil {
+		return nil
+	}
+	code := exitFailed
+	switch {
+	case rep.Outcome == migrate.OutcomeRefused:
+		code = exitRefused
+	case errors.Is(err, migrate.ErrInDoubt):
+		code = exitInDoubt
+	case rep.Outcome == migrate.OutcomeRollbackIncomplete:
+		code = exitRollbackIncomplete
+	}
+	return &exitError{code: code, err: err}
+}

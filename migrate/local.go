@@ -1,0 +1,115 @@
+package migrate
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/ferry-project/ferry/checkpoint"
+	"github.com/ferry-project/ferry/internal/hostinfo"
+	"github.com/ferry-project/ferry/runtime"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// LocalSource is this host's containerd and CRIU.
+type LocalSource struct {
+	RT       *runtime.Client
+	StateDir string
+}
+
+var _ Source = (*LocalSource)(nil)
+
+// Host implements Source.
+func (s *LocalSource) Host() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// Facts implements Source.
+func (s *LocalSource) Facts(ctx context.Context) wire.HostFacts {
+	return hostinfo.Gather(ctx, s.RT, s.StateDir)
+}
+
+// Describe implements Source.
+func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer, error) {
+	info, err := s.RT.Inspect(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sc := &SourceContainer{Record: info.Record, Status: string(info.Status)}
+	sc.WritableDir, err = s.RT.WritableDir(ctx, info.Record.Snapshotter, info.Record.SnapshotKey)
+	if err != nil {
+		return nil, err
+	}
+	sc.FSBytes = diskUsage(sc.WritableDir)
+	if dir, err := s.RT.RuncRoot(info.Record); err == nil {
+		if st, err := checkpoint.LoadRuncState(dir); err == nil {
+			sc.MemoryBytes = memoryUsage(st)
+		}
+	}
+	return sc, nil
+}
+
+// Freeze implements Source.
+func (s *LocalSource) Freeze(ctx context.Context, id string) error { return s.RT.Pause(ctx, id) }
+
+// Thaw implements Source.
+func (s *LocalSource) Thaw(ctx context.Context, id string) error { return s.RT.Resume(ctx, id) }
+
+// Dump implements Source: the tasks stay (frozen) after the dump.
+func (s *LocalSource) Dump(ctx context.Context, id, imagesDir, workDir string) (*checkpoint.DumpStats, error) {
+	info, err := s.RT.Inspect(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := s.RT.RuncRoot(info.Record)
+	if err != nil {
+		return nil, err
+	}
+	st, err := checkpoint.LoadRuncState(dir)
+	if err != nil {
+		return nil, err
+	}
+	return checkpoint.Dump(ctx, checkpoint.DumpRequest{State: st, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: true})
+}
+
+// Retire implements Source.
+func (s *LocalSource) Retire(ctx context.Context, id string) error { return s.RT.Remove(ctx, id) }
+
+// diskUsage is the space a tree occupies (allocated blocks; sparse files count what they use).
+func diskUsage(dir string) uint64 {
+	var n uint64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if fi, err := d.Info(); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				n += uint64(st.Blocks) * 512
+			} else {
+				n += uint64(fi.Size())
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// memoryUsage reads the container's memory cgroup (v1 usage_in_bytes or v2 memory.current).
+func memoryUsage(st *checkpoint.RuncState) uint64 {
+	for _, p := range []string{
+		filepath.Join(st.CgroupPaths["memory"], "memory.usage_in_bytes"),
+		filepath.Join(st.CgroupPaths[""], "memory.current"),
+	} {
+		if b, err := os.ReadFile(p); err == nil {
+			if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				return v
+			}
+		}
+	}
+	return 0
+}

@@ -1,0 +1,420 @@
+// Package migrate orchestrates one migration, on the source host: preflight on both sides,
+// prepare the target, copy the filesystem live, freeze, dump, final filesystem delta, ship the
+// checkpoint, restore (frozen) on the target, commit, retire the source.
+//
+// Safety rules, enforced here:
+//   - every change registers its undo before it is made (internal/revert);
+//   - until COMMIT is sent, any failure (or Ctrl-C) rolls back: the source is thawed exactly as it
+//     was (frozen, never killed) and the target removes everything of the migration;
+//   - the source copy is removed only after the target's explicit COMMITTED answer; a lost answer
+//     is resolved by asking the target (never inferred from a dropped connection), and if that
+//     is impossible the source stays frozen, its checkpoint on disk, and the outcome is in_doubt.
+//
+// migrate does not know how it reaches the target: Target is an interface (a ferry-receiver
+// over SSH in production).
+package migrate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ferry-project/ferry/checkpoint"
+	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/internal/failpoint"
+	"github.com/ferry-project/ferry/internal/revert"
+	"github.com/ferry-project/ferry/snapshot"
+	"github.com/ferry-project/ferry/transport"
+	"github.com/ferry-project/ferry/transport/sftpdir"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// ErrRefused: preflight found reasons not to start. Nothing changed.
+var ErrRefused = errors.New("migration refused")
+
+// ErrInDoubt: COMMIT was sent but its outcome could not be learned.
+var ErrInDoubt = errors.New("commit outcome unknown")
+
+// Source is the container's current host.
+type Source interface {
+	Host() string
+	Facts(ctx context.Context) wire.HostFacts
+	Describe(ctx context.Context, id string) (*SourceContainer, error)
+	Freeze(ctx context.Context, id string) error
+	Thaw(ctx context.Context, id string) error
+	Dump(ctx context.Context, id, imagesDir, workDir string) (*checkpoint.DumpStats, error)
+	// Retire removes the frozen source copy (task, container, writable layer).
+	Retire(ctx context.Context, id string) error
+}
+
+// SourceContainer is what the source knows of the container to move.
+type SourceContainer struct {
+	Record      wire.Container
+	Status      string // containerd task status: running, paused, stopped, "" (no task)
+	WritableDir string
+	MemoryBytes uint64
+	FSBytes     uint64
+}
+
+// Target is the destination host (ferry-receiver).
+type Target interface {
+	Host() string
+	Preflight(ctx context.Context, req wire.PreflightRequest) (wire.PreflightReply, error)
+	Prepare(ctx context.Context, req wire.PrepareRequest) error
+	OpenStream(ctx context.Context, h wire.StreamHeader) (transport.Stream, error)
+	Restore(ctx context.Context, req wire.RestoreRequest) (wire.RestoreReply, error)
+	Commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, error)
+	// Abort undoes the migration on the target, over the control channel or, if that is gone,
+	// out of band. It reports the target's state afterwards ("aborted", "absent", "committed").
+	Abort(ctx context.Context, req wire.AbortRequest) (string, error)
+	// Status asks the target out of band for the migration's state (receiver.Status values).
+	Status(ctx context.Context, id string) (string, error)
+}
+
+// Config describes one migration.
+type Config struct {
+	ID        string // generated when empty
+	Container string
+	Namespace string
+	Source    Source
+	Target    Target
+	FS        snapshot.Driver
+	StateDir  string // source-side working directory (checkpoint images): /var/lib/ferry
+	Log       *slog.Logger
+}
+
+const strategyStopCopy = "stop-copy"
+
+// NewID returns a fresh migration id.
+func NewID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "m-" + hex.EncodeToString(b[:])
+}
+
+type run struct {
+	cfg    Config
+	log    *slog.Logger
+	rep    *Report
+	r      *revert.Reverter
+	sc     *SourceContainer
+	frozen time.Time
+	dir    string
+}
+
+// Run performs the migration. The report is complete whatever the outcome; the error says why
+// it did not commit (errors.Is(err, ErrRefused / ErrInDoubt) tell those cases apart).
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.ID == "" {
+		cfg.ID = NewID()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/ferry"
+	}
+	m := &run{
+		cfg: cfg, log: cfg.Log.With("migration", cfg.ID, "container", cfg.Container),
+		rep: &Report{
+			ID: cfg.ID, Container: cfg.Container, Namespace: cfg.Namespace,
+			Source: cfg.Source.Host(), Target: cfg.Target.Host(),
+			Strategy: strategyStopCopy, FSDriver: cfg.FS.Name(), StartedAt: time.Now(),
+		},
+	}
+	m.r = revert.New(m.log)
+	err := m.run(ctx)
+	m.rep.TotalMs = m.rep.since(time.Now())
+	if err != nil {
+		m.rep.Error = err.Error()
+	}
+	return m.rep, err
+}
+
+// phase runs f as a named, timed step of the report.
+func (m *run) phase(name string, f func() error) error {
+	p := Phase{Name: name, StartMs: m.rep.since(time.Now())}
+	m.log.Info("phase", "name", name)
+	err := f()
+	p.EndMs = m.rep.since(time.Now())
+	if err != nil {
+		p.Error = err.Error()
+	}
+	m.rep.Phases = append(m.rep.Phases, p)
+	return err
+}
+
+func (m *run) run(ctx context.Context) (err error) {
+	committed := false
+	defer func() {
+		if err == nil || committed || m.rep.Outcome == OutcomeInDoubt {
+			return
+		}
+		if m.rep.Outcome == OutcomeRefused {
+			return
+		}
+		m.rep.Rollback = m.r.Pending()
+		if rerr := m.r.Fail(ctx); rerr != nil {
+			m.rep.Outcome = OutcomeRollbackIncomplete
+			err = fmt.Errorf("%w; rollback incomplete: %v", err, rerr)
+			return
+		}
+		m.rep.Outcome = OutcomeRolledBack
+	}()
+	if err := m.phase("preflight", func() error { return m.preflight(ctx) }); err != nil {
+		return err
+	}
+	c := m.cfg
+	rootfs := snapshot.Mount{Name: "rootfs", Source: m.sc.WritableDir}
+
+	m.r.Add("abort on "+c.Target.Host(), func(ctx context.Context) error {
+		_, err := c.Target.Abort(ctx, wire.AbortRequest{MigrationID: c.ID, Reason: "source rolled back"})
+		return err
+	})
+	if err := m.phase("prepare", func() error {
+		return c.Target.Prepare(ctx, wire.PrepareRequest{MigrationID: c.ID, Container: m.sc.Record,
+			Mounts: []wire.Mount{{Name: rootfs.Name, Driver: c.FS.Name()}}})
+	}); err != nil {
+		return err
+	}
+	m.r.Add("abort "+c.FS.Name(), func(ctx context.Context) error { return c.FS.Abort(ctx, rootfs) })
+	if err := m.phase("fs-presync", func() error {
+		st, err := c.FS.PreSync(ctx, rootfs)
+		m.rep.addStream("rootfs-presync", st.Bytes)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	m.r.Add("thaw the source", func(ctx context.Context) error { return c.Source.Thaw(ctx, c.Container) })
+	if err := m.phase("freeze", func() error {
+		m.frozen = time.Now()
+		return c.Source.Freeze(ctx, c.Container)
+	}); err != nil {
+		return err
+	}
+	m.dir = filepath.Join(c.StateDir, "migrations", c.ID)
+	images, work := filepath.Join(m.dir, "images"), filepath.Join(m.dir, "work")
+	m.r.Add("remove the local checkpoint", func(context.Context) error { return os.RemoveAll(m.dir) })
+	if err := m.phase("dump", func() error {
+		for _, d := range []string{images, work} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return err
+			}
+		}
+		if err := failpoint.Inject("source/dump"); err != nil {
+			return err
+		}
+		st, err := c.Source.Dump(ctx, c.Container, images, work)
+		if err != nil {
+			return err
+		}
+		m.rep.CRIU.FrozenTimeMs, m.rep.CRIU.MemdumpTimeMs, m.rep.CRIU.MemwriteTimeMs = ms(st.FrozenTime), ms(st.MemdumpTime), ms(st.MemwriteTime)
+		m.rep.CRIU.PagesScanned, m.rep.CRIU.PagesWritten, m.rep.CRIU.PagesSkipped = st.PagesScanned, st.PagesWritten, st.PagesSkipped
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := m.phase("fs-final", func() error {
+		st, err := c.FS.FinalSync(ctx, rootfs)
+		m.rep.addStream("rootfs-final", st.Bytes)
+		return err
+	}); err != nil {
+		return err
+	}
+	var sums []wire.FileSum
+	if err := m.phase("images", func() error {
+		s, err := c.Target.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamImages})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		var n int64
+		sums, n, err = sftpdir.Send(ctx, s, images)
+		m.rep.addStream("checkpoint", n)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := m.phase("restore", func() error {
+		rr, err := c.Target.Restore(ctx, wire.RestoreRequest{MigrationID: c.ID, Images: sums})
+		if err != nil {
+			return err
+		}
+		m.rep.CRIU.PagesRestored, m.rep.CRIU.RestoreTimeMs = rr.PagesRestored, ms(rr.RestoreTime)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := failpoint.Inject("source/before-commit"); err != nil {
+		return err
+	}
+
+	// COMMIT. From here the source must not be thawed unless the target is known not to have
+	// committed. The exchange is not cancellable: Ctrl-C waits for its outcome.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	var cerr error
+	_ = m.phase("commit", func() error {
+		_, cerr = c.Target.Commit(cctx, wire.CommitRequest{MigrationID: c.ID})
+		if cerr == nil {
+			m.rep.DowntimeMs = ms(time.Since(m.frozen))
+		}
+		return cerr
+	})
+	if cerr != nil {
+		decided, err := m.resolve(cctx, cerr)
+		if err != nil {
+			return err
+		}
+		if !decided {
+			return cerr // the target did not commit: roll back (deferred)
+		}
+		m.rep.DowntimeMs = ms(time.Since(m.frozen))
+	}
+	committed = true
+	m.r.Success()
+	m.rep.Outcome = OutcomeCommitted
+	_ = m.phase("retire-source", func() error {
+		var errs []error
+		if err := c.Source.Retire(cctx, c.Container); err != nil {
+			errs = append(errs, fmt.Errorf("remove the source copy: %w", err))
+		}
+		if err := c.FS.Commit(cctx, rootfs); err != nil {
+			errs = append(errs, err)
+		}
+		if err := os.RemoveAll(m.dir); err != nil {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			// The migration is committed; leftovers on the source are reported, not fatal.
+			m.log.Error("cleanup after commit", "err", err)
+			m.rep.Error = "committed; cleanup on the source failed: " + err.Error()
+		}
+		return nil
+	})
+	return nil
+}
+
+// resolve learns the outcome of a COMMIT whose answer was lost. It returns (true, nil) if the
+// target committed, (false, nil) if it certainly did not (so rolling back is safe), or an
+// ErrInDoubt error if it cannot tell: then the source stays frozen and its checkpoint stays.
+func (m *run) resolve(ctx context.Context, commitErr error) (bool, error) {
+	c := m.cfg
+	var re *wire.RemoteError
+	if errors.As(commitErr, &re) {
+		// The target answered: it refused to commit (it was not ready). It did not commit.
+		return false, nil
+	}
+	m.log.Warn("COMMIT unanswered: asking the target", "err", commitErr)
+	var last error
+	for attempt := 0; attempt < 6; attempt++ {
+		st, err := c.Target.Status(ctx, c.ID)
+		if err == nil {
+			switch st {
+			case "committed":
+				return true, nil
+			case "absent":
+				return false, nil
+			}
+			// Not committed yet: make sure it never will be.
+			got, err := c.Target.Abort(ctx, wire.AbortRequest{MigrationID: c.ID, Reason: "commit unanswered"})
+			switch {
+			case got == "committed":
+				return true, nil
+			case err == nil:
+				return false, nil
+			}
+			last = err
+		} else {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			attempt = 6
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+		}
+	}
+	m.rep.Outcome = OutcomeInDoubt
+	return false, fmt.Errorf("%w: the COMMIT to %s got no answer (%v) and its state cannot be read (%v). "+
+		"The source copy on %s stays frozen and its checkpoint stays in %s. On %s run `ferry-receiver status %s`: "+
+		"if it says committed, remove the source copy (ctr -n %s task kill -s KILL %s; ctr -n %s container rm %s); "+
+		"otherwise run `ferry-receiver abort %s` there and resume the source (ctr -n %s task resume %s)",
+		ErrInDoubt, c.Target.Host(), commitErr, last, c.Source.Host(), m.dir, c.Target.Host(), c.ID,
+		c.Namespace, c.Container, c.Namespace, c.Container, c.ID, c.Namespace, c.Container)
+}
+
+// preflight checks both sides and refuses with every reason found. It changes nothing.
+func (m *run) preflight(ctx context.Context) error {
+	c := m.cfg
+	sc, err := c.Source.Describe(ctx, c.Container)
+	if err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return m.refuse([]string{fmt.Sprintf("there is no container %q in namespace %q on %s", c.Container, c.Namespace, c.Source.Host())})
+		}
+		return err
+	}
+	m.sc = sc
+	var problems []string
+	if sc.Status != "running" {
+		st := sc.Status
+		if st == "" {
+			st = "not started (no task)"
+		}
+		problems = append(problems, fmt.Sprintf("container %q on %s is %s: ferry moves running containers", c.Container, c.Source.Host(), st))
+	}
+	facts := c.Source.Facts(ctx)
+	for _, p := range SourceProblems(facts) {
+		problems = append(problems, p.Message+hint(p.Hint))
+	}
+	reply, err := c.Target.Preflight(ctx, wire.PreflightRequest{
+		MigrationID: c.ID, Container: sc.Record, Source: facts, ImageBytes: sc.MemoryBytes, FSBytes: sc.FSBytes,
+	})
+	if err != nil {
+		return fmt.Errorf("preflight on %s: %w", c.Target.Host(), err)
+	}
+	for _, p := range reply.Problems {
+		problems = append(problems, p.Message+hint(p.Hint))
+	}
+	if len(problems) > 0 {
+		return m.refuse(problems)
+	}
+	return nil
+}
+
+func hint(h string) string {
+	if h == "" {
+		return ""
+	}
+	return " (" + h + ")"
+}
+
+func (m *run) refuse(problems []string) error {
+	m.rep.Outcome = OutcomeRefused
+	m.rep.Problems = problems
+	return fmt.Errorf("%w: %s", ErrRefused, strings.Join(problems, "; "))
+}
+
+// SourceProblems checks the source's own facts (pure).
+func SourceProblems(f wire.HostFacts) []wire.Problem {
+	var p []wire.Problem
+	switch {
+	case f.CRIUVersion == 0:
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU is not usable on %s: %s", f.Host, f.CRIUCheck), Hint: "install CRIU ≥ 4.0 (make deps)"})
+	case f.CRIUVersion < checkpoint.MinVersion:
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU on %s is %s; ferry needs ≥ %s", f.Host, checkpoint.FormatVersion(f.CRIUVersion), checkpoint.FormatVersion(checkpoint.MinVersion)), Hint: "make deps installs one"})
+	case f.CRIUCheck != "":
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("`criu check` fails on %s: %s", f.Host, f.CRIUCheck)})
+	}
+	if f.Rsync == "" {
+		p = append(p, wire.Problem{Code: "unsupported", Message: "rsync is not installed on " + f.Host, Hint: "make deps installs it"})
+	}
+	return p
+}

@@ -1,0 +1,567 @@
+// Package receiver is ferry-receiver: the target side of a migration. It is started by ferry over
+// SSH, speaks the wire protocol on its stdin/stdout, accepts bulk streams on a private unix
+// socket, and does only ferry's own operations: create the container, receive its files into
+// the directories it chose, restore it, hold it frozen until COMMIT, or undo everything.
+package receiver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/identifiers"
+
+	"github.com/ferry-project/ferry/checkpoint"
+	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/internal/failpoint"
+	"github.com/ferry-project/ferry/internal/hostinfo"
+	"github.com/ferry-project/ferry/runtime"
+	"github.com/ferry-project/ferry/snapshot/rsync"
+	"github.com/ferry-project/ferry/transport/sftpdir"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// Config configures a receiver.
+type Config struct {
+	StateDir          string // /var/lib/ferry: migrations/<id>/{journal.json,images,work}
+	RunDir            string // /run/ferry: stream sockets
+	ContainerdAddress string
+	Version           string
+	Log               *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/ferry"
+	}
+	if c.RunDir == "" {
+		c.RunDir = "/run/ferry"
+	}
+	if c.ContainerdAddress == "" {
+		c.ContainerdAddress = runtime.DefaultAddress
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Features this receiver offers.
+var Features = []string{wire.FeatureFSRsync, wire.FeatureImagesSFTP, wire.FeatureStreamLocal, wire.FeatureCommitFrozen}
+
+// server is one session (one migration at most).
+type server struct {
+	cfg   Config
+	log   *slog.Logger
+	token string
+	sock  string
+	ln    net.Listener
+
+	mu        sync.Mutex // guards everything below and serialises decisions
+	hello     bool
+	rt        *runtime.Client
+	j         *Journal
+	rec       wire.Container
+	mounts    map[string]string // mount name → target directory
+	imagesDir string
+	workDir   string
+	streams   map[net.Conn]bool
+}
+
+// Serve runs one session on in/out until the source closes it. A migration that is not
+// committed when the session ends is undone.
+func Serve(ctx context.Context, cfg Config, in io.Reader, out io.Writer) error {
+	cfg.defaults()
+	s := &server{cfg: cfg, log: cfg.Log, streams: map[net.Conn]bool{}}
+	defer s.close()
+	if _, err := io.WriteString(out, wire.Preamble); err != nil {
+		return err
+	}
+	conn := wire.NewConnRW(in, out, nil)
+	msgs := make(chan wire.Envelope)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			env, err := conn.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			msgs <- env
+		}
+	}()
+	for {
+		var env wire.Envelope
+		select {
+		case env = <-msgs:
+		case err := <-recvErr:
+			s.disconnected(err)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case <-ctx.Done():
+			s.disconnected(ctx.Err())
+			return ctx.Err()
+		}
+		body, after, err := s.handle(ctx, env)
+		if err != nil {
+			s.log.Warn("request failed", "type", env.Type, "err", err)
+			if serr := conn.SendError(env.Type, err); serr != nil {
+				s.disconnected(serr)
+				return serr
+			}
+			continue
+		}
+		if err := conn.Send(env.Type, body); err != nil {
+			s.disconnected(err)
+			return err
+		}
+		if after != nil {
+			after()
+		}
+	}
+}
+
+func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after func(), err error) {
+	if env.Type != wire.TypeHello && !s.hello {
+		return nil, nil, fmt.Errorf("%s before hello: %w", env.Type, errdefs.ErrProtocol)
+	}
+	switch env.Type {
+	case wire.TypeHello:
+		var h wire.Hello
+		if err := env.Decode(&h); err != nil {
+			return nil, nil, err
+		}
+		r, err := s.helloReply(h)
+		return r, nil, err
+	case wire.TypePreflight:
+		var req wire.PreflightRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		r, err := s.preflight(ctx, req)
+		return r, nil, err
+	case wire.TypePrepare:
+		var req wire.PrepareRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		return wire.PrepareReply{}, nil, s.prepare(ctx, req)
+	case wire.TypeRestore:
+		var req wire.RestoreRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		r, err := s.restore(ctx, req)
+		return r, nil, err
+	case wire.TypeCommit:
+		var req wire.CommitRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		return s.commit(ctx, req)
+	case wire.TypeAbort:
+		var req wire.AbortRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		return wire.AbortReply{}, nil, s.abort(ctx, req.Reason)
+	}
+	return nil, nil, fmt.Errorf("unknown request %q: %w", env.Type, errdefs.ErrProtocol)
+}
+
+func (s *server) helloReply(h wire.Hello) (wire.Hello, error) {
+	host, _ := os.Hostname()
+	reply := wire.Hello{Protocol: wire.ProtocolVersion, Version: s.cfg.Version, Host: host, Features: Features}
+	if h.Protocol != wire.ProtocolVersion {
+		// Answer with our version so that the source can say what to install; accept nothing else.
+		return reply, nil
+	}
+	if err := s.listen(); err != nil {
+		return reply, err
+	}
+	s.hello = true
+	reply.StreamSocket, reply.StreamToken = s.sock, s.token
+	return reply, nil
+}
+
+func (s *server) listen() error {
+	dir := filepath.Join(s.cfg.RunDir, "sessions")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	s.sock = filepath.Join(dir, hex.EncodeToString(b[:8])+".sock")
+	s.token = hex.EncodeToString(b[8:])
+	ln, err := net.Listen("unix", s.sock)
+	if err != nil {
+		return fmt.Errorf("stream socket: %w", err)
+	}
+	if err := os.Chmod(s.sock, 0o600); err != nil {
+		ln.Close()
+		return err
+	}
+	s.ln = ln
+	go s.acceptStreams()
+	return nil
+}
+
+func (s *server) runtime(ctx context.Context, ns string) (*runtime.Client, error) {
+	if err := identifiers.Validate(ns); err != nil {
+		return nil, fmt.Errorf("namespace %q: %w", ns, errors.Join(err, errdefs.ErrInvalid))
+	}
+	if s.rt != nil {
+		if s.rt.Namespace() != ns {
+			return nil, fmt.Errorf("one session serves one namespace: %w", errdefs.ErrInvalid)
+		}
+		return s.rt, nil
+	}
+	rt, err := runtime.Connect(ctx, s.cfg.ContainerdAddress, ns)
+	if err != nil {
+		return nil, err
+	}
+	s.rt = rt
+	return rt, nil
+}
+
+// preflight reports every reason this host cannot take the container. It changes nothing.
+func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire.PreflightReply, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := req.Container
+	if err := validContainer(c); err != nil {
+		return wire.PreflightReply{}, err
+	}
+	rt, err := s.runtime(ctx, c.Namespace)
+	var reply wire.PreflightReply
+	reply.Target = hostinfo.Gather(ctx, rt, s.cfg.StateDir)
+	if err != nil {
+		reply.Problems = append(reply.Problems, wire.Problem{Code: "unsupported", Message: err.Error(), Hint: "start containerd on the target"})
+		return reply, nil
+	}
+	reply.Problems = append(reply.Problems, TargetProblems(reply.Target, req)...)
+	host := reply.Target.Host
+	exists, err := rt.Exists(ctx, c.ID)
+	if err != nil {
+		return reply, err
+	}
+	if exists {
+		reply.Problems = append(reply.Problems, wire.Problem{Code: "conflict",
+			Message: fmt.Sprintf("a container named %q already exists on %s (namespace %s)", c.ID, host, c.Namespace),
+			Hint:    "remove it there (ctr -n " + c.Namespace + " container rm " + c.ID + ") or choose another target"})
+	}
+	digest, _, err := rt.ImageDigest(ctx, c.Image, c.Snapshotter)
+	if err != nil {
+		return reply, err
+	}
+	switch {
+	case digest == "":
+		reply.Problems = append(reply.Problems, wire.Problem{Code: "not_found",
+			Message: fmt.Sprintf("image %s is not on %s", c.Image, host),
+			Hint:    "pull or import it there first; this ferry does not ship image content yet"})
+	case c.ImageDigest != "" && digest != c.ImageDigest:
+		reply.Problems = append(reply.Problems, wire.Problem{Code: "precondition",
+			Message: fmt.Sprintf("image %s on %s is not the same image as on %s (%.19s… vs %.19s…)", c.Image, host, req.Source.Host, digest, c.ImageDigest),
+			Hint:    "make both hosts hold the same image content under that name"})
+	}
+	return reply, nil
+}
+
+func validContainer(c wire.Container) error {
+	if err := identifiers.Validate(c.ID); err != nil {
+		return fmt.Errorf("container id %q: %w", c.ID, errors.Join(err, errdefs.ErrInvalid))
+	}
+	if err := identifiers.Validate(c.Namespace); err != nil {
+		return fmt.Errorf("namespace %q: %w", c.Namespace, errors.Join(err, errdefs.ErrInvalid))
+	}
+	if c.Image == "" || c.Snapshotter == "" || c.SnapshotKey == "" || len(c.Spec) == 0 {
+		return fmt.Errorf("container record of %q lacks image, snapshot or spec: %w", c.ID, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// prepare creates the container (metadata and an empty writable layer, no task) and the
+// migration's directories, each change journaled with its undo first.
+func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.j != nil {
+		return fmt.Errorf("this session already prepared migration %s: %w", s.j.ID, errdefs.ErrInvalid)
+	}
+	c := req.Container
+	if err := validContainer(c); err != nil {
+		return err
+	}
+	for _, m := range req.Mounts {
+		if m.Name != "rootfs" || m.Driver != rsync.Name {
+			return fmt.Errorf("mount %s with driver %s: %w", m.Name, m.Driver, errdefs.ErrUnsupported)
+		}
+	}
+	rt, err := s.runtime(ctx, c.Namespace)
+	if err != nil {
+		return err
+	}
+	if err := failpoint.Inject("receiver/prepare"); err != nil {
+		return err
+	}
+	j, err := createJournal(s.cfg.StateDir, req.MigrationID)
+	if err != nil {
+		return err
+	}
+	s.j = j
+	dir := migrationDir(s.cfg.StateDir, req.MigrationID)
+	s.imagesDir, s.workDir = filepath.Join(dir, "images"), filepath.Join(dir, "work")
+	for _, d := range []string{s.imagesDir, s.workDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := j.add(Undo{Kind: undoContainer, Namespace: c.Namespace, ID: c.ID, Intent: time.Now().Add(-time.Second)}); err != nil {
+		return err
+	}
+	if err := rt.Create(ctx, c); err != nil {
+		if errors.Is(err, errdefs.ErrConflict) {
+			_ = j.drop() // not ours: never undo it
+		}
+		return err
+	}
+	upper, err := rt.WritableDir(ctx, c.Snapshotter, c.SnapshotKey)
+	if err != nil {
+		return err
+	}
+	s.rec = c
+	s.mounts = map[string]string{"rootfs": upper}
+	s.log.Info("prepared", "migration", req.MigrationID, "container", c.ID, "rootfs", upper)
+	return nil
+}
+
+func (s *server) state() string {
+	if s.j == nil {
+		return ""
+	}
+	return s.j.State
+}
+
+// restore checks every transferred image file, restores the task and freezes it (READY).
+func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.RestoreReply, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state() != StatePrepared || req.MigrationID != s.j.ID {
+		return wire.RestoreReply{}, fmt.Errorf("restore in state %q: %w", s.state(), errdefs.ErrProtocol)
+	}
+	if err := sftpdir.Verify(s.imagesDir, req.Images); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	if err := failpoint.Inject("receiver/restore"); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	if err := s.j.set(StateRestoring); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	criuWork := filepath.Join(s.workDir, "criu")
+	start := time.Now()
+	pid, err := s.rt.Restore(ctx, s.rec, s.imagesDir, criuWork, true)
+	if err != nil {
+		_ = s.j.set(StatePrepared)
+		return wire.RestoreReply{}, err
+	}
+	reply := wire.RestoreReply{PID: pid, RestoreTime: time.Since(start)}
+	if st, err := checkpoint.ReadRestoreStats(criuWork); err == nil {
+		reply.PagesRestored, reply.ForkingTime = st.PagesRestored, st.ForkingTime
+		reply.RestoreTime = st.RestoreTime
+	}
+	if err := failpoint.Inject("receiver/ready"); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	if err := s.j.set(StateReady); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	s.log.Info("restored and frozen (ready)", "pid", pid)
+	return reply, nil
+}
+
+// commit records the decision, then lets the restored task run.
+func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state() != StateReady || req.MigrationID != s.j.ID {
+		return wire.CommitReply{}, nil, fmt.Errorf("commit in state %q: %w", s.state(), errdefs.ErrPrecondition)
+	}
+	if err := failpoint.Inject("receiver/commit"); err != nil {
+		return wire.CommitReply{}, nil, err
+	}
+	s.j.Undo = nil
+	if err := s.j.set(StateCommitted); err != nil {
+		return wire.CommitReply{}, nil, err
+	}
+	start := time.Now()
+	if err := s.rt.Resume(ctx, s.rec.ID); err != nil {
+		return wire.CommitReply{}, nil, fmt.Errorf("committed, but the restored task does not resume: %w", err)
+	}
+	reply := wire.CommitReply{ResumeTime: time.Since(start)}
+	s.log.Info("committed: task running", "container", s.rec.ID)
+	// Checkpoint files are no longer needed; the journal stays as the record of the decision.
+	after := func() {
+		_ = os.RemoveAll(s.imagesDir)
+		_ = os.RemoveAll(s.workDir)
+	}
+	return reply, after, nil
+}
+
+// abort undoes the migration unless it was committed.
+func (s *server) abort(ctx context.Context, reason string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.j == nil {
+		return nil
+	}
+	if s.j.State == StateCommitted {
+		return fmt.Errorf("migration %s is committed on this host: refusing to abort it: %w", s.j.ID, errdefs.ErrPrecondition)
+	}
+	s.log.Info("aborting", "migration", s.j.ID, "reason", reason)
+	s.closeStreams()
+	err := undo(ctx, s.cfg, s.j, s.log)
+	s.j = nil
+	return err
+}
+
+// disconnected is called when the control channel ends: an uncommitted migration is undone.
+func (s *server) disconnected(cause error) {
+	s.mu.Lock()
+	pending := s.j != nil && s.j.State != StateCommitted
+	s.mu.Unlock()
+	if pending {
+		s.log.Warn("control channel lost before commit: undoing", "cause", cause)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := s.abort(ctx, "control channel lost"); err != nil {
+			s.log.Error("undo failed", "err", err)
+		}
+	}
+}
+
+func (s *server) close() {
+	if s.ln != nil {
+		s.ln.Close()
+		_ = os.Remove(s.sock)
+	}
+	s.mu.Lock()
+	s.closeStreams()
+	if s.j != nil {
+		s.j.Close()
+	}
+	if s.rt != nil {
+		s.rt.Close()
+	}
+	s.mu.Unlock()
+}
+
+func (s *server) closeStreams() {
+	for c := range s.streams {
+		c.Close()
+	}
+}
+
+func (s *server) acceptStreams() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		go s.serveStream(c)
+	}
+}
+
+func (s *server) serveStream(c net.Conn) {
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	wc := wire.NewConn(c)
+	env, err := wc.Recv()
+	if err != nil || env.Type != wire.TypeStream {
+		return
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	var h wire.StreamHeader
+	if err := env.Decode(&h); err != nil {
+		_ = wc.SendError(wire.TypeStream, err)
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.token)) != 1 {
+		_ = wc.SendError(wire.TypeStream, fmt.Errorf("stream token refused: %w", errdefs.ErrInvalid))
+		return
+	}
+	s.mu.Lock()
+	if s.state() != StatePrepared {
+		s.mu.Unlock()
+		_ = wc.SendError(wire.TypeStream, fmt.Errorf("no migration is receiving files (state %q): %w", s.state(), errdefs.ErrProtocol))
+		return
+	}
+	s.streams[c] = true
+	dest, imagesDir := s.mounts[h.Name], s.imagesDir
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); delete(s.streams, c); s.mu.Unlock() }()
+
+	switch h.Kind {
+	case wire.StreamRsync:
+		opts, err := rsync.CheckServerArgs(h.Args, h.Name)
+		if err == nil && dest == "" {
+			err = fmt.Errorf("no mount %q in this migration: %w", h.Name, errdefs.ErrInvalid)
+		}
+		if err != nil {
+			_ = wc.SendError(wire.TypeStream, err)
+			return
+		}
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			return
+		}
+		if err := rsync.Serve(context.Background(), c, opts, dest); err != nil {
+			s.log.Warn("rsync stream failed", "mount", h.Name, "err", err)
+		}
+	case wire.StreamImages:
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			return
+		}
+		rw := &faultReader{ReadWriteCloser: struct {
+			io.Reader
+			io.Writer
+			io.Closer
+		}{wc.Reader(), c, c}}
+		if err := sftpdir.Serve(rw, imagesDir); err != nil {
+			s.log.Warn("images stream failed", "err", err)
+		}
+	default:
+		_ = wc.SendError(wire.TypeStream, fmt.Errorf("unknown stream kind %q: %w", h.Kind, errdefs.ErrProtocol))
+	}
+}
+
+// faultReader lets tests kill the receiver in the middle of an image transfer.
+type faultReader struct {
+	io.ReadWriteCloser
+	n     int64
+	fired bool
+}
+
+func (f *faultReader) Read(p []byte) (int, error) {
+	n, err := f.ReadWriteCloser.Read(p)
+	f.n += int64(n)
+	if !f.fired && f.n > 1<<20 {
+		f.fired = true
+		if ferr := failpoint.Inject("receiver/images-mid"); ferr != nil {
+			return n, ferr
+		}
+	}
+	return n, err
+}

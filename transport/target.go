@@ -1,0 +1,88 @@
+package transport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// The methods below make a Receiver the target of a migration (migrate.Target).
+
+// Host is the target's name as the operator gave it.
+func (r *Receiver) Host() string { return r.client.Endpoint.Host }
+
+// Preflight asks the target whether it can take the container.
+func (r *Receiver) Preflight(ctx context.Context, req wire.PreflightRequest) (wire.PreflightReply, error) {
+	var reply wire.PreflightReply
+	return reply, r.Conn.Call(ctx, wire.TypePreflight, req, &reply)
+}
+
+// Prepare creates the container on the target.
+func (r *Receiver) Prepare(ctx context.Context, req wire.PrepareRequest) error {
+	return r.Conn.Call(ctx, wire.TypePrepare, req, nil)
+}
+
+// Restore restores the task (frozen) from the transferred images.
+func (r *Receiver) Restore(ctx context.Context, req wire.RestoreRequest) (wire.RestoreReply, error) {
+	var reply wire.RestoreReply
+	return reply, r.Conn.Call(ctx, wire.TypeRestore, req, &reply)
+}
+
+// Commit tells the target to run the restored task.
+func (r *Receiver) Commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, error) {
+	var reply wire.CommitReply
+	return reply, r.Conn.Call(ctx, wire.TypeCommit, req, &reply)
+}
+
+// Abort undoes the migration on the target: over the control channel if it still works, else
+// with `ferry-receiver abort ID` in a new session (reconnecting if the connection is gone).
+func (r *Receiver) Abort(ctx context.Context, req wire.AbortRequest) (string, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := r.Conn.Call(cctx, wire.TypeAbort, req, nil)
+	cancel()
+	if err == nil {
+		return "aborted", nil
+	}
+	var re *wire.RemoteError
+	if errors.As(err, &re) && errors.Is(re, errdefs.ErrPrecondition) {
+		return "committed", err
+	}
+	st, oerr := r.outOfBand(ctx, "abort", req.MigrationID)
+	if oerr != nil {
+		return st, fmt.Errorf("abort on %s: control channel: %v; out of band: %w", r.Host(), err, oerr)
+	}
+	return st, nil
+}
+
+// Status reads the migration's state on the target out of band.
+func (r *Receiver) Status(ctx context.Context, id string) (string, error) {
+	return r.outOfBand(ctx, "status", id)
+}
+
+// outOfBand runs `ferry-receiver VERB ID` in a new session and returns the reported state.
+func (r *Receiver) outOfBand(ctx context.Context, verb, id string) (string, error) {
+	cmd := fmt.Sprintf("%s %s %s", r.command, verb, shellQuote(id))
+	out, err := r.client.Run(ctx, cmd)
+	if err != nil && r.redial != nil {
+		// The SSH connection itself may be gone: connect again once.
+		if c, derr := r.redial(ctx); derr == nil {
+			r.client = c
+			out, err = c.Run(ctx, cmd)
+		}
+	}
+	var st struct {
+		State string `json:"state"`
+	}
+	if jerr := json.Unmarshal(out, &st); jerr == nil && st.State != "" {
+		return st.State, err
+	}
+	if err != nil {
+		return "", err
+	}
+	return "", fmt.Errorf("%s: unreadable answer %q: %w", cmd, out, errdefs.ErrProtocol)
+}
