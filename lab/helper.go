@@ -36,23 +36,32 @@ func connect(ctx context.Context) (*containerd.Client, context.Context, error) {
 	return c, namespaces.WithNamespace(ctx, Namespace), nil
 }
 
-func recordPath(name string) string { return filepath.Join(StateDir, "containers", name+".json") }
+// Records are kept per container name and per workload process (its nonce): containers with the
+// same name on different hosts are different workloads.
+func recordPath(name, nonce string) string {
+	return filepath.Join(StateDir, "containers", name, nonce+".json")
+}
 
-func readRecord(name string) (*ws.Record, error) {
-	b, err := os.ReadFile(recordPath(name))
+func readRecord(name, nonce string) (*ws.Record, error) {
+	b, err := os.ReadFile(recordPath(name, nonce))
 	if err != nil {
-		return nil, fmt.Errorf("the lab did not start a container %q: %w", name, err)
+		return nil, err
 	}
 	var r ws.Record
 	return &r, json.Unmarshal(b, &r)
 }
 
 func writeRecord(r *ws.Record) error {
-	if err := os.MkdirAll(filepath.Dir(recordPath(r.Name)), 0o755); err != nil {
+	key := r.Nonce
+	if !r.Workload {
+		key = "cmd-" + r.Host
+	}
+	p := recordPath(r.Name, key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
 	b, _ := json.MarshalIndent(r, "", "  ")
-	return os.WriteFile(recordPath(r.Name), b, 0o644)
+	return os.WriteFile(p, b, 0o644)
 }
 
 // HelperImport imports the lab image tar into this host's containerd and unpacks it.
@@ -167,13 +176,6 @@ type CheckResult struct {
 // HelperCheck proves the workload called name runs here and lost nothing.
 func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 	res := &CheckResult{Host: host, Name: name}
-	rec, err := readRecord(name)
-	if err != nil {
-		return nil, err
-	}
-	if !rec.Workload {
-		return nil, fmt.Errorf("%s runs a custom command, not the workload: nothing to check", name)
-	}
 	c, ctx, err := connect(ctx)
 	if err != nil {
 		return nil, err
@@ -200,7 +202,13 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 	since := time.Now()
 	s1, err := readWorkload(task.Pid())
 	if err != nil {
-		return nil, fmt.Errorf("read the workload's state: %w", err)
+		res.Problems = append(res.Problems, fmt.Sprintf("%s does not publish the workload's state (%v): it is not the lab workload", name, err))
+		return res, nil
+	}
+	rec, err := readRecord(name, s1.Nonce)
+	if err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("the workload in %s (nonce %s) is not a process the lab started as %s: it was restarted", name, s1.Nonce, name))
+		return res, nil
 	}
 	// Wait for a full verification pass that started after this check began.
 	var s2 ws.State

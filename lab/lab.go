@@ -52,14 +52,14 @@ func LookupHost(name string) (Host, error) {
 	return Hosts[i], nil
 }
 
-func (h Host) netns() string      { return netnsPref + h.Name }
-func (h Host) netnsPath() string  { return "/run/netns/" + h.netns() }
-func (h Host) dir() string        { return filepath.Join(StateDir, "hosts", h.Name) }
-func (h Host) rootDir() string    { return filepath.Join(h.dir(), "root") }
-func (h Host) nsDir() string      { return filepath.Join(RunDir, "ns", h.Name) }
+func (h Host) netns() string          { return netnsPref + h.Name }
+func (h Host) netnsPath() string      { return "/run/netns/" + h.netns() }
+func (h Host) dir() string            { return filepath.Join(StateDir, "hosts", h.Name) }
+func (h Host) rootDir() string        { return filepath.Join(h.dir(), "root") }
+func (h Host) nsDir() string          { return filepath.Join(RunDir, "ns", h.Name) }
 func (h Host) nsFile(k string) string { return filepath.Join(h.nsDir(), k) }
-func (h Host) cgroup() string     { return CgroupRoot + "/" + h.Name }
-func (h Host) vethOutside() string { return "veth-" + h.Name }
+func (h Host) cgroup() string         { return CgroupRoot + "/" + h.Name }
+func (h Host) vethOutside() string    { return "veth-" + h.Name }
 
 // privateDir is a directory that each host sees as its own.
 type privateDir struct {

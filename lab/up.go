@@ -5,10 +5,10 @@ import (
 	"io"
 	"runtime"
 
-	"golang.org/x/sys/unix"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"log/slog"
 	"net"

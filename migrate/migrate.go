@@ -88,6 +88,8 @@ type Config struct {
 	FS        snapshot.Driver
 	StateDir  string // source-side working directory (checkpoint images): /var/lib/ferry
 	Log       *slog.Logger
+	// ResolveTimeout bounds the search for a lost COMMIT's outcome (default 1 minute).
+	ResolveTimeout time.Duration
 }
 
 const strategyStopCopy = "stop-copy"
@@ -120,6 +122,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = "/var/lib/ferry"
+	}
+	if cfg.ResolveTimeout == 0 {
+		cfg.ResolveTimeout = time.Minute
 	}
 	m := &run{
 		cfg: cfg, log: cfg.Log.With("migration", cfg.ID, "container", cfg.Container),
@@ -315,7 +320,9 @@ func (m *run) resolve(ctx context.Context, commitErr error) (bool, error) {
 	}
 	m.log.Warn("COMMIT unanswered: asking the target", "err", commitErr)
 	var last error
-	for attempt := 0; attempt < 6; attempt++ {
+	deadline := time.Now().Add(c.ResolveTimeout)
+	wait := c.ResolveTimeout / 30
+	for time.Now().Before(deadline) {
 		st, err := c.Target.Status(ctx, c.ID)
 		if err == nil {
 			switch st {
@@ -338,9 +345,10 @@ func (m *run) resolve(ctx context.Context, commitErr error) (bool, error) {
 		}
 		select {
 		case <-ctx.Done():
-			attempt = 6
-		case <-time.After(time.Duration(attempt+1) * 2 * time.Second):
+			deadline = time.Now()
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, c.ResolveTimeout/4)
 	}
 	m.rep.Outcome = OutcomeInDoubt
 	return false, fmt.Errorf("%w: the COMMIT to %s got no answer (%v) and its state cannot be read (%v). "+

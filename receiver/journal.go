@@ -47,7 +47,7 @@ type Undo struct {
 // after a dead receiver and replays the undo steps.
 type Journal struct {
 	path  string
-	lock  *os.File // the migration directory, flocked
+	lock  *os.File  // the migration directory, flocked
 	State string    `json:"state"`
 	ID    string    `json:"id"`
 	Since time.Time `json:"since"`

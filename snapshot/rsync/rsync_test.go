@@ -198,4 +198,3 @@ func xattrs(p string) string {
 	}
 	return strings.Join(out, ",")
 }
-

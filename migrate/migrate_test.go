@@ -1,0 +1,304 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferry-project/ferry/checkpoint"
+	"github.com/ferry-project/ferry/snapshot"
+	"github.com/ferry-project/ferry/transport"
+	"github.com/ferry-project/ferry/transport/sftpdir"
+	"github.com/ferry-project/ferry/transport/wire"
+)
+
+// calls records what the fakes were asked to do, in order.
+type calls struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *calls) add(s string) { c.mu.Lock(); c.log = append(c.log, s); c.mu.Unlock() }
+func (c *calls) has(s string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.log, s)
+}
+
+type fakeSource struct {
+	*calls
+	status string
+}
+
+func (s *fakeSource) Host() string { return "a" }
+func (s *fakeSource) Facts(context.Context) wire.HostFacts {
+	return wire.HostFacts{Host: "a", CRIUVersion: 40101, Rsync: "3.2"}
+}
+func (s *fakeSource) Describe(context.Context, string) (*SourceContainer, error) {
+	return &SourceContainer{Record: wire.Container{ID: "web"}, Status: s.status, WritableDir: "/x"}, nil
+}
+func (s *fakeSource) Freeze(context.Context, string) error { s.add("freeze"); return nil }
+func (s *fakeSource) Thaw(context.Context, string) error   { s.add("thaw"); return nil }
+func (s *fakeSource) Dump(_ context.Context, _, images, _ string) (*checkpoint.DumpStats, error) {
+	s.add("dump")
+	return &checkpoint.DumpStats{PagesWritten: 10}, os.WriteFile(filepath.Join(images, "pages-1.img"), []byte("p"), 0o600)
+}
+func (s *fakeSource) Retire(context.Context, string) error { s.add("retire"); return nil }
+
+// fakeTarget fails where told to.
+type fakeTarget struct {
+	*calls
+	problems   []wire.Problem
+	failAt     string // prepare, restore
+	commitErr  error
+	status     []string // successive Status answers ("" = error)
+	abortState string
+}
+
+func (t *fakeTarget) Host() string { return "b" }
+func (t *fakeTarget) Preflight(context.Context, wire.PreflightRequest) (wire.PreflightReply, error) {
+	return wire.PreflightReply{Problems: t.problems}, nil
+}
+func (t *fakeTarget) Prepare(context.Context, wire.PrepareRequest) error {
+	t.add("prepare")
+	if t.failAt == "prepare" {
+		return errors.New("prepare failed")
+	}
+	return nil
+}
+func (t *fakeTarget) OpenStream(context.Context, wire.StreamHeader) (transport.Stream, error) {
+	return nil, errors.New("no streams in this fake")
+}
+func (t *fakeTarget) Restore(context.Context, wire.RestoreRequest) (wire.RestoreReply, error) {
+	t.add("restore")
+	if t.failAt == "restore" {
+		return wire.RestoreReply{}, errors.New("restore failed")
+	}
+	return wire.RestoreReply{PagesRestored: 10}, nil
+}
+func (t *fakeTarget) Commit(context.Context, wire.CommitRequest) (wire.CommitReply, error) {
+	t.add("commit")
+	return wire.CommitReply{}, t.commitErr
+}
+func (t *fakeTarget) Abort(context.Context, wire.AbortRequest) (string, error) {
+	t.add("abort")
+	if t.abortState == "committed" {
+		return "committed", errors.New("committed")
+	}
+	return "aborted", nil
+}
+func (t *fakeTarget) Status(context.Context, string) (string, error) {
+	t.add("status")
+	if len(t.status) == 0 {
+		return "", errors.New("unreachable")
+	}
+	st := t.status[0]
+	if len(t.status) > 1 {
+		t.status = t.status[1:]
+	}
+	if st == "" {
+		return "", errors.New("unreachable")
+	}
+	return st, nil
+}
+
+type fakeFS struct{ *calls }
+
+func (f fakeFS) Name() string { return "fake" }
+func (f fakeFS) PreSync(context.Context, snapshot.Mount) (snapshot.Stats, error) {
+	f.add("presync")
+	return snapshot.Stats{Bytes: 1}, nil
+}
+func (f fakeFS) FinalSync(context.Context, snapshot.Mount) (snapshot.Stats, error) {
+	f.add("finalsync")
+	return snapshot.Stats{Bytes: 1}, nil
+}
+func (f fakeFS) Commit(context.Context, snapshot.Mount) error { f.add("fs-commit"); return nil }
+func (f fakeFS) Abort(context.Context, snapshot.Mount) error  { f.add("fs-abort"); return nil }
+
+// imagesTarget receives the checkpoint with the real sftp server, into a temp directory.
+type imagesTarget struct{ *fakeTarget }
+
+func (t imagesTarget) OpenStream(ctx context.Context, h wire.StreamHeader) (transport.Stream, error) {
+	a, b := net.Pipe()
+	dir, err := os.MkdirTemp("", "ferry-images-")
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer os.RemoveAll(dir)
+		_ = sftpdir.Serve(b, dir)
+	}()
+	return pipeStream{a}, nil
+}
+
+type pipeStream struct{ net.Conn }
+
+func (p pipeStream) CloseWrite() error { return nil }
+
+func setup(t *testing.T, tgt *fakeTarget) (Config, *calls) {
+	c := &calls{}
+	tgt.calls = c
+	return Config{
+		ID: "m-test0001", Container: "web", Namespace: "default",
+		Source: &fakeSource{calls: c, status: "running"}, Target: tgt, FS: fakeFS{c},
+		StateDir: t.TempDir(), ResolveTimeout: 300 * time.Millisecond,
+	}, c
+}
+
+func TestRefusedChangesNothing(t *testing.T) {
+	cfg, c := setup(t, &fakeTarget{problems: []wire.Problem{{Message: `a container named "web" already exists on b`}}})
+	rep, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrRefused) || rep.Outcome != OutcomeRefused {
+		t.Fatalf("err=%v outcome=%s", err, rep.Outcome)
+	}
+	if len(c.log) != 0 {
+		t.Fatalf("a refused migration did %v", c.log)
+	}
+	if !strings.Contains(rep.Text(), "already exists") {
+		t.Fatalf("report does not name the cause: %s", rep.Text())
+	}
+}
+
+func TestNotRunningIsRefused(t *testing.T) {
+	cfg, c := setup(t, &fakeTarget{})
+	cfg.Source.(*fakeSource).status = "paused"
+	_, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "paused") || len(c.log) != 0 {
+		t.Fatalf("err=%v calls=%v", err, c.log)
+	}
+}
+
+// A failure before COMMIT thaws the source and aborts the target.
+func TestFailureBeforeCommitRollsBack(t *testing.T) {
+	for _, at := range []string{"prepare", "restore"} {
+		tgt := &fakeTarget{failAt: at}
+		cfg, c := setup(t, tgt)
+		cfg.Target = imagesTarget{tgt}
+		rep, err := Run(context.Background(), cfg)
+		if err == nil || rep.Outcome != OutcomeRolledBack {
+			t.Fatalf("%s: err=%v outcome=%s", at, err, rep.Outcome)
+		}
+		if !c.has("abort") || c.has("commit") || c.has("retire") {
+			t.Fatalf("%s: calls %v", at, c.log)
+		}
+		if at == "restore" && !c.has("thaw") {
+			t.Fatalf("%s: source not thawed: %v", at, c.log)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.StateDir, "migrations", cfg.ID)); !os.IsNotExist(err) {
+			t.Fatalf("%s: local checkpoint left behind", at)
+		}
+	}
+}
+
+func TestCommitted(t *testing.T) {
+	tgt := &fakeTarget{}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil || rep.Outcome != OutcomeCommitted || rep.DowntimeMs <= 0 {
+		t.Fatalf("err=%v outcome=%s downtime=%v", err, rep.Outcome, rep.DowntimeMs)
+	}
+	want := []string{"prepare", "presync", "freeze", "dump", "finalsync", "restore", "commit", "retire", "fs-commit"}
+	if !slices.Equal(c.log, want) {
+		t.Fatalf("calls %v, want %v", c.log, want)
+	}
+}
+
+// The target refused COMMIT explicitly: it did not commit, rolling back is safe.
+func TestCommitRefusedRollsBack(t *testing.T) {
+	tgt := &fakeTarget{commitErr: &wire.RemoteError{Code: "precondition", Message: "not ready"}}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(context.Background(), cfg)
+	if err == nil || rep.Outcome != OutcomeRolledBack || !c.has("thaw") || c.has("retire") || c.has("status") {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+}
+
+// COMMIT's answer is lost; the target says it committed: the source is retired, never thawed.
+func TestLostCommitResolvedCommitted(t *testing.T) {
+	tgt := &fakeTarget{commitErr: errors.New("connection lost"), status: []string{"", "committed"}}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil || rep.Outcome != OutcomeCommitted || c.has("thaw") || !c.has("retire") {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+}
+
+// COMMIT's answer is lost; the target had not committed: it is aborted first, then the source
+// is thawed.
+func TestLostCommitResolvedNotCommitted(t *testing.T) {
+	tgt := &fakeTarget{commitErr: errors.New("connection lost"), status: []string{"ready"}}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(context.Background(), cfg)
+	if err == nil || rep.Outcome != OutcomeRolledBack || !c.has("thaw") || c.has("retire") {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+	if i, j := slices.Index(c.log, "abort"), slices.Index(c.log, "thaw"); i < 0 || j < i {
+		t.Fatalf("source thawed before the target was aborted: %v", c.log)
+	}
+}
+
+// Abort loses the race against a COMMIT that arrived: the target committed.
+func TestLostCommitAbortFindsCommitted(t *testing.T) {
+	tgt := &fakeTarget{commitErr: errors.New("connection lost"), status: []string{"ready"}, abortState: "committed"}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil || rep.Outcome != OutcomeCommitted || c.has("thaw") {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+}
+
+// Nothing can be learned: the source stays frozen with its checkpoint, nothing is retired.
+func TestLostCommitInDoubt(t *testing.T) {
+	tgt := &fakeTarget{commitErr: errors.New("connection lost")}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrInDoubt) || rep.Outcome != OutcomeInDoubt {
+		t.Fatalf("err=%v outcome=%s", err, rep.Outcome)
+	}
+	if c.has("thaw") || c.has("retire") {
+		t.Fatalf("in doubt, yet the source was touched: %v", c.log)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.StateDir, "migrations", cfg.ID, "images", "pages-1.img")); err != nil {
+		t.Fatalf("the checkpoint must stay on disk: %v", err)
+	}
+	if !strings.Contains(err.Error(), "ferry-receiver status") {
+		t.Fatalf("the error does not say what to do: %v", err)
+	}
+}
+
+// Ctrl-C before COMMIT rolls back like any failure.
+func TestCancelRollsBack(t *testing.T) {
+	tgt := &fakeTarget{}
+	cfg, c := setup(t, tgt)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg.FS = cancelFS{fakeFS{c}, cancel}
+	cfg.Target = imagesTarget{tgt}
+	rep, err := Run(ctx, cfg)
+	if !errors.Is(err, context.Canceled) || rep.Outcome != OutcomeRolledBack || !c.has("thaw") || !c.has("abort") {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+}
+
+type cancelFS struct {
+	fakeFS
+	cancel func()
+}
+
+func (f cancelFS) FinalSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
+	f.cancel()
+	return snapshot.Stats{}, ctx.Err()
+}
