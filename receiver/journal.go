@@ -28,6 +28,7 @@ const (
 const (
 	undoDir       = "dir"       // remove the migration's directory
 	undoContainer = "container" // remove a container this migration created
+	undoFile      = "file"      // remove a file (the session's stream socket)
 )
 
 // Undo is one persisted undo step.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/identifiers"
@@ -200,6 +201,7 @@ func (s *server) listen() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	sweepSockets(dir)
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return err
@@ -217,6 +219,21 @@ func (s *server) listen() error {
 	s.ln = ln
 	go s.acceptStreams()
 	return nil
+}
+
+// sweepSockets removes the sockets of sessions whose receiver died without cleaning up.
+func sweepSockets(dir string) {
+	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	for _, p := range socks {
+		c, err := net.DialTimeout("unix", p, time.Second)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 func (s *server) runtime(ctx context.Context, ns string) (*runtime.Client, error) {
@@ -322,6 +339,9 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 		return err
 	}
 	s.j = j
+	if err := j.add(Undo{Kind: undoFile, Path: s.sock}); err != nil {
+		return err
+	}
 	dir := migrationDir(s.cfg.StateDir, req.MigrationID)
 	s.imagesDir, s.workDir = filepath.Join(dir, "images"), filepath.Join(dir, "work")
 	for _, d := range []string{s.imagesDir, s.workDir} {

@@ -24,6 +24,10 @@ func undo(ctx context.Context, cfg Config, j *Journal, log *slog.Logger) error {
 			err = removeOwnContainer(ctx, cfg, u)
 		case undoDir:
 			err = os.RemoveAll(u.Path)
+		case undoFile:
+			if err = os.Remove(u.Path); errors.Is(err, os.ErrNotExist) {
+				err = nil
+			}
 		default:
 			err = fmt.Errorf("unknown undo step %q", u.Kind)
 		}

@@ -124,6 +124,17 @@ func newRun() *cobra.Command {
 	return cmd
 }
 
+func newRm() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm HOST NAME",
+		Short: "Kill and remove a container (and its writable layer) on a lab host",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return inHost(args[0], "rm", args[1])
+		},
+	}
+}
+
 func newCheck() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{

@@ -61,6 +61,6 @@ func newRoot() *cobra.Command {
   ferry-lab check b web
   ferry-lab down`,
 	}
-	root.AddCommand(newUp(), newDown(), newExec(), newRun(), newCheck(), newStatus(), newHelper())
+	root.AddCommand(newUp(), newDown(), newExec(), newRun(), newCheck(), newRm(), newStatus(), newHelper())
 	return root
 }

@@ -1,0 +1,209 @@
+// Package e2e runs ferry end to end on the lab: real hosts (namespaces), real sshd, containerd,
+// runc, CRIU and rsync. It needs root; it builds the binaries with failpoints (test build) and
+// brings a lab up for the whole package, then down, checking that nothing remains.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	// labMountPoints are the paths each lab host sees privately; ferry-lab creates the missing
+	// ones on the machine and must remove them again.
+	labMountPoints = []string{"/var/lib/containerd", "/run/containerd", "/var/lib/ferry", "/run/ferry", "/etc/ferry", "/root/.ssh", "/run/sshd"}
+	existedBefore  = map[string]bool{}
+	skipReason     string // set when the suite cannot run here, printed by every test
+	binDir         string
+	repoRoot       string
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	binDir = filepath.Join(repoRoot, "bin", "e2e")
+	skipReason = prerequisites()
+	if skipReason == "" {
+		if err := build(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: build:", err)
+			os.Exit(1)
+		}
+		_, _ = labRun("down") // leftovers of an interrupted run
+		for _, p := range labMountPoints {
+			if _, err := os.Stat(p); err == nil {
+				existedBefore[p] = true
+			}
+		}
+		if out, err := labRun("up"); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: ferry-lab up: %v\n%s", err, out)
+			_, _ = labRun("down")
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	if skipReason == "" {
+		if out, err := labRun("down"); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: ferry-lab down: %v\n%s", err, out)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// prerequisites returns why the suite cannot run here ("" if it can).
+func prerequisites() string {
+	if os.Geteuid() != 0 {
+		return "needs root (namespaces, cgroups, containerd, CRIU): run make test as root"
+	}
+	for _, c := range []string{"criu", "containerd", "runc", "rsync", "/usr/sbin/sshd", "nsenter", "ip"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return c + " is not installed: run make deps (make test does)"
+		}
+	}
+	if out, err := exec.Command("criu", "check").CombinedOutput(); err != nil {
+		return "criu check fails on this kernel: " + strings.TrimSpace(string(out))
+	}
+	return ""
+}
+
+func goBin() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+// build makes the test binaries: the product with failpoints compiled in, and the lab.
+func build() error {
+	cmds := [][]string{
+		{goBin(), "build", "-tags", "failpoints", "-o", binDir + "/", "./cmd/ferry", "./cmd/ferry-receiver", "./cmd/ferry-lab"},
+		{goBin(), "build", "-o", filepath.Join(binDir, "ferry-workload"), "./lab/workload"},
+	}
+	for _, c := range cmds {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func labRun(args ...string) (string, error) {
+	out, err := exec.Command(filepath.Join(binDir, "ferry-lab"), args...).CombinedOutput()
+	return string(out), err
+}
+
+func requireLab(t *testing.T) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// lab runs ferry-lab with args and returns its output and exit status.
+func lab(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "ferry-lab"), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	r := result{stdout: o.String(), stderr: e.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("ferry-lab %v: %v", args, err)
+	}
+	t.Logf("ferry-lab %s → exit %d", strings.Join(args, " "), r.code)
+	return r
+}
+
+// mustLab runs ferry-lab and fails the test unless it exits 0.
+func mustLab(t *testing.T, args ...string) string {
+	t.Helper()
+	r := lab(t, args...)
+	if r.code != 0 {
+		t.Fatalf("ferry-lab %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// report is the part of ferry's JSON report the tests read.
+type report struct {
+	ID         string  `json:"id"`
+	Outcome    string  `json:"outcome"`
+	Strategy   string  `json:"strategy"`
+	FSDriver   string  `json:"fs_driver"`
+	DowntimeMs float64 `json:"downtime_ms"`
+	Error      string  `json:"error"`
+	Phases     []struct {
+		Name    string  `json:"name"`
+		StartMs float64 `json:"start_ms"`
+		EndMs   float64 `json:"end_ms"`
+	} `json:"phases"`
+	Streams []struct {
+		Name  string `json:"name"`
+		Bytes int64  `json:"bytes"`
+	} `json:"streams"`
+	CRIU struct {
+		FrozenTimeMs  float64 `json:"frozen_time_ms"`
+		PagesWritten  uint64  `json:"pages_written"`
+		PagesRestored uint64  `json:"pages_restored"`
+	} `json:"criu"`
+	Rollback []string `json:"rollback"`
+}
+
+// migrate runs `ferry migrate NAME TO --output json` on host from.
+func migrate(t *testing.T, from, name, to string) (report, result) {
+	t.Helper()
+	r := lab(t, "exec", from, "--", "ferry", "migrate", name, to, "--output", "json")
+	var rep report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("ferry migrate printed no JSON report (%v)\nstdout: %s\nstderr: %s", err, r.stdout, r.stderr)
+	}
+	return rep, r
+}
+
+// containers lists a host's containers and task states (name → status).
+func containers(t *testing.T, host string) map[string]string {
+	t.Helper()
+	var st []struct {
+		Name       string `json:"name"`
+		Containers []struct {
+			Name   string `json:"name"`
+			Status string `json:"status"`
+		} `json:"containers"`
+	}
+	if err := json.Unmarshal([]byte(mustLab(t, "status", "-o", "json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, h := range st {
+		if h.Name == host {
+			for _, c := range h.Containers {
+				out[c.Name] = c.Status
+			}
+		}
+	}
+	return out
+}
