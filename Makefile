@@ -1,25 +1,51 @@
-# ferry — see README.md. The two commands a new user runs: `make demo` and `make test`.
+# ferry — see README.md. A new user runs two commands: `make demo` and `make test`.
 SHELL := /bin/bash
-GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 export PATH := /usr/local/go/bin:/usr/local/sbin:$(PATH)
+GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/ferry-project/ferry/internal/version.Version=$(VERSION)
 BIN := bin
+FUZZTIME ?= 10s
 
-.PHONY: all deps build clean
+.PHONY: all deps build test test-unit test-e2e fuzz-smoke demo lab-down clean
+
 all: build
 
+## deps: install everything ferry and its lab need (apt packages, CRIU 4.x, Go modules). Idempotent.
 deps:
 	bash scripts/deps.sh
 	$(GO) mod download
 
+## build: ferry, ferry-receiver, ferry-lab and the lab workload into bin/
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/ferry ./cmd/ferry-receiver ./cmd/ferry-lab
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ferry-workload ./lab/workload
 
-clean:
-	rm -rf $(BIN)
+## test: everything CI runs — unit tests, end-to-end tests on the lab, a short fuzz run — then a
+## summary of what was skipped and why.
+test: deps build
+	set -o pipefail; { \
+	  $(GO) test -json -count=1 -timeout 20m ./... ; \
+	  $(GO) test -json -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./transport/wire ; \
+	} 2>&1 | $(GO) run ./scripts/testsummary
 
-.PHONY: test
-test: build
-	$(GO) test ./...
+## test-unit: the tests that need neither root nor the lab
+test-unit:
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+## test-e2e: only the end-to-end tests (root)
+test-e2e: build
+	$(GO) test -count=1 -v ./e2e
+
+fuzz-smoke:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./transport/wire
+
+## demo: install, build, and move a 64 MiB workload a → b → a on the lab, checking each move.
+demo: deps build
+	bash scripts/demo.sh
+
+lab-down:
+	-$(BIN)/ferry-lab down
+
+clean: lab-down
+	rm -rf $(BIN)
