@@ -82,6 +82,9 @@ var privateDirs = []privateDir{
 // BinDir holds the ferry binaries every host has on its PATH.
 func BinDir() string { return filepath.Join(StateDir, "bin") }
 
+// HelperPath is ferry-lab as installed for the hosts (what runs inside a host).
+func HelperPath() string { return filepath.Join(BinDir(), "ferry-lab") }
+
 // HostPATH is the PATH of a login on a lab host.
 func HostPATH() string {
 	return BinDir() + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

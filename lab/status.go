@@ -32,7 +32,7 @@ func Status(ctx context.Context) ([]HostStatus, error) {
 		hs.Containerd = pidAlive(h, "containerd")
 		hs.SSHD = pidAlive(h, "sshd")
 		if hs.Containerd {
-			b, err := Command(h, selfPath(), HelperCmd, "list", h.Name).Output()
+			b, err := Command(h, HelperPath(), HelperCmd, "list", h.Name).Output()
 			if err != nil {
 				hs.Error = err.Error()
 			} else if err := json.Unmarshal(b, &hs.Containers); err != nil {

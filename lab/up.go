@@ -126,9 +126,15 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 	if err := os.MkdirAll(BinDir(), 0o755); err != nil {
 		return err
 	}
-	for _, b := range []string{"ferry", "ferry-receiver"} {
-		if err := os.Symlink(filepath.Join(bin, b), filepath.Join(BinDir(), b)); err != nil {
-			return err
+	// Install the binaries where every host sees them (the build directory may be private to
+	// the real machine, e.g. under /tmp).
+	for _, b := range []struct{ src, name string }{
+		{filepath.Join(bin, "ferry"), "ferry"},
+		{filepath.Join(bin, "ferry-receiver"), "ferry-receiver"},
+		{selfPath(), "ferry-lab"},
+	} {
+		if err := copyFile(b.src, filepath.Join(BinDir(), b.name)); err != nil {
+			return fmt.Errorf("install %s: %w", b.name, err)
 		}
 	}
 	// The namespace files live on a private mount (a bind of the directory onto itself).
@@ -171,7 +177,7 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 		return err
 	}
 	for _, h := range Hosts {
-		if err := runIn(ctx, h, selfPath(), HelperCmd, "import", tar); err != nil {
+		if err := runIn(ctx, h, HelperPath(), HelperCmd, "import", tar); err != nil {
 			return fmt.Errorf("host %s: import image: %w", h.Name, err)
 		}
 	}
@@ -270,4 +276,21 @@ func upSwitch(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

@@ -93,11 +93,7 @@ func inHost(host string, args ...string) error {
 	if err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	c := lab.Command(h, append([]string{self, lab.HelperCmd}, args...)...)
+	c := lab.Command(h, append([]string{lab.HelperPath(), lab.HelperCmd}, args...)...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return exitStatus(c.Run())
 }
