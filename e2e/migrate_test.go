@@ -187,3 +187,25 @@ func TestInterruptRollsBack(t *testing.T) {
 	}
 	assertNoResidue(t, "b", "intr", "")
 }
+
+// TestWrongReceiverRefused: a target whose receiver speaks another protocol version, or that
+// answers with something that is not ferry-receiver, is refused with a clear message.
+func TestWrongReceiverRefused(t *testing.T) {
+	requireLab(t)
+	mustLab(t, "run", "a", "ver", "--mem", "16")
+	defer mustLab(t, "rm", "a", "ver")
+	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/old-protocol error' > /etc/ferry/failpoints")
+	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	_, r := migrate(t, "a", "ver", "b")
+	if r.code != 3 || !strings.Contains(r.stderr, "speaks protocol 0") || !strings.Contains(r.stderr, "install the same ferry version") {
+		t.Errorf("old receiver: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = lab(t, "exec", "a", "--", "ferry", "migrate", "ver", "b", "--receiver-command", "echo Welcome to b;")
+	if r.code != 3 || !strings.Contains(r.stderr, `printed "Welcome to b`) {
+		t.Errorf("not a receiver: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if _, ok := containers(t, "b")["ver"]; ok {
+		t.Error("a container appeared on b")
+	}
+	mustLab(t, "check", "a", "ver")
+}

@@ -379,6 +379,10 @@ func (m *run) preflight(ctx context.Context) error {
 		problems = append(problems, fmt.Sprintf("container %q on %s is %s: ferry moves running containers", c.Container, c.Source.Host(), st))
 	}
 	facts := c.Source.Facts(ctx)
+	if need := sc.MemoryBytes + 64<<20; facts.FreeBytes < need {
+		problems = append(problems, fmt.Sprintf("%s has %s free in %s for the checkpoint, it needs about %s (hint: free space there)",
+			c.Source.Host(), humanBytes(facts.FreeBytes), c.StateDir, humanBytes(need)))
+	}
 	for _, p := range SourceProblems(facts) {
 		problems = append(problems, p.Message+hint(p.Hint))
 	}
@@ -426,3 +430,5 @@ func SourceProblems(f wire.HostFacts) []wire.Problem {
 	}
 	return p
 }
+
+func humanBytes(n uint64) string { return bytes(int64(n)) }

@@ -39,7 +39,7 @@ type fakeSource struct {
 
 func (s *fakeSource) Host() string { return "a" }
 func (s *fakeSource) Facts(context.Context) wire.HostFacts {
-	return wire.HostFacts{Host: "a", CRIUVersion: 40101, Rsync: "3.2"}
+	return wire.HostFacts{Host: "a", CRIUVersion: 40101, Rsync: "3.2", FreeBytes: 1 << 40}
 }
 func (s *fakeSource) Describe(context.Context, string) (*SourceContainer, error) {
 	return &SourceContainer{Record: wire.Container{ID: "web"}, Status: s.status, WritableDir: "/x"}, nil

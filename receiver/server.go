@@ -184,6 +184,10 @@ func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after
 func (s *server) helloReply(h wire.Hello) (wire.Hello, error) {
 	host, _ := os.Hostname()
 	reply := wire.Hello{Protocol: wire.ProtocolVersion, Version: s.cfg.Version, Host: host, Features: Features}
+	if failpoint.Inject("receiver/old-protocol") != nil {
+		reply.Protocol, reply.Version = 0, "0.0.0-test"
+		return reply, nil
+	}
 	if h.Protocol != wire.ProtocolVersion {
 		// Answer with our version so that the source can say what to install; accept nothing else.
 		return reply, nil
@@ -319,6 +323,9 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 		return fmt.Errorf("this session already prepared migration %s: %w", s.j.ID, errdefs.ErrInvalid)
 	}
 	c := req.Container
+	if err := ValidMigrationID(req.MigrationID); err != nil {
+		return err
+	}
 	if err := validContainer(c); err != nil {
 		return err
 	}
