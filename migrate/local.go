@@ -40,7 +40,7 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 	if err != nil {
 		return nil, err
 	}
-	sc := &SourceContainer{Record: info.Record, Status: string(info.Status)}
+	sc := &SourceContainer{Record: info.Record, Spec: info.Spec, Status: string(info.Status)}
 	sc.WritableDir, err = s.RT.WritableDir(ctx, info.Record.Snapshotter, info.Record.SnapshotKey)
 	if err != nil {
 		return nil, err

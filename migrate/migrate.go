@@ -26,6 +26,8 @@ import (
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
@@ -57,6 +59,7 @@ type Source interface {
 // SourceContainer is what the source knows of the container to move.
 type SourceContainer struct {
 	Record      wire.Container
+	Spec        *specs.Spec
 	Status      string // containerd task status: running, paused, stopped, "" (no task)
 	WritableDir string
 	MemoryBytes uint64
@@ -378,6 +381,7 @@ func (m *run) preflight(ctx context.Context) error {
 		}
 		problems = append(problems, fmt.Sprintf("container %q on %s is %s: ferry moves running containers", c.Container, c.Source.Host(), st))
 	}
+	problems = append(problems, SpecProblems(sc.Spec)...)
 	facts := c.Source.Facts(ctx)
 	if need := sc.MemoryBytes + 64<<20; facts.FreeBytes < need {
 		problems = append(problems, fmt.Sprintf("%s has %s free in %s for the checkpoint, it needs about %s (hint: free space there)",

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/snapshot"
 	"github.com/ferry-project/ferry/transport"
@@ -42,7 +44,8 @@ func (s *fakeSource) Facts(context.Context) wire.HostFacts {
 	return wire.HostFacts{Host: "a", CRIUVersion: 40101, Rsync: "3.2", FreeBytes: 1 << 40}
 }
 func (s *fakeSource) Describe(context.Context, string) (*SourceContainer, error) {
-	return &SourceContainer{Record: wire.Container{ID: "web"}, Status: s.status, WritableDir: "/x"}, nil
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}
+	return &SourceContainer{Record: wire.Container{ID: "web"}, Spec: spec, Status: s.status, WritableDir: "/x"}, nil
 }
 func (s *fakeSource) Freeze(context.Context, string) error { s.add("freeze"); return nil }
 func (s *fakeSource) Thaw(context.Context, string) error   { s.add("thaw"); return nil }
