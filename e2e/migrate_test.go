@@ -46,6 +46,9 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("checkpoint stream carried %d bytes for a 64 MiB workload", ckpt)
 		}
 		t.Logf("%s→%s: downtime %.0f ms, checkpoint %d bytes", from, to, rep.DowntimeMs, ckpt)
+		if tasks := mustLab(t, "exec", to, "--", "ctr", "task", "ls"); !strings.Contains(tasks, "RUNNING") || !strings.Contains(tasks, "web") {
+			t.Errorf("ctr task ls on %s:\n%s", to, tasks)
+		}
 		out := mustLab(t, "check", to, "web")
 		if !strings.Contains(out, "OK") {
 			t.Fatalf("check %s web: %s", to, out)
