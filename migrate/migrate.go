@@ -31,6 +31,7 @@ import (
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
+	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/internal/revert"
 	"github.com/ferry-project/ferry/snapshot"
 	"github.com/ferry-project/ferry/transport"
@@ -419,20 +420,6 @@ func (m *run) refuse(problems []string) error {
 }
 
 // SourceProblems checks the source's own facts (pure).
-func SourceProblems(f wire.HostFacts) []wire.Problem {
-	var p []wire.Problem
-	switch {
-	case f.CRIUVersion == 0:
-		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU is not usable on %s: %s", f.Host, f.CRIUCheck), Hint: "install CRIU ≥ 4.0 (make deps)"})
-	case f.CRIUVersion < checkpoint.MinVersion:
-		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU on %s is %s; ferry needs ≥ %s", f.Host, checkpoint.FormatVersion(f.CRIUVersion), checkpoint.FormatVersion(checkpoint.MinVersion)), Hint: "make deps installs one"})
-	case f.CRIUCheck != "":
-		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("`criu check` fails on %s: %s", f.Host, f.CRIUCheck)})
-	}
-	if f.Rsync == "" {
-		p = append(p, wire.Problem{Code: "unsupported", Message: "rsync is not installed on " + f.Host, Hint: "make deps installs it"})
-	}
-	return p
-}
+func SourceProblems(f wire.HostFacts) []wire.Problem { return hostinfo.Problems(f) }
 
 func humanBytes(n uint64) string { return bytes(int64(n)) }

@@ -123,7 +123,7 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 	}
 	if f.output == "json" {
 		_, _ = os.Stdout.Write(rep.JSON())
-	} else if rep.Outcome != migrate.OutcomeRefused || len(rep.Problems) > 1 || err == nil {
+	} else {
 		fmt.Print(rep.Text())
 	}
 	if err == nil {

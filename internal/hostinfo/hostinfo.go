@@ -3,6 +3,7 @@ package hostinfo
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -59,4 +60,22 @@ func FreeBytes(dir string) uint64 {
 		d = d[:i]
 	}
 	return 0
+}
+
+// Problems are the reasons a host cannot take part in a migration at all (pure): CRIU missing,
+// too old or failing `criu check`, rsync missing.
+func Problems(f wire.HostFacts) []wire.Problem {
+	var p []wire.Problem
+	switch {
+	case f.CRIUVersion == 0:
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU is not usable on %s: %s", f.Host, f.CRIUCheck), Hint: "install CRIU ≥ 4.0 there (make deps)"})
+	case f.CRIUVersion < checkpoint.MinVersion:
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU on %s is %s; ferry needs ≥ %s", f.Host, checkpoint.FormatVersion(f.CRIUVersion), checkpoint.FormatVersion(checkpoint.MinVersion)), Hint: "install a newer CRIU there (make deps)"})
+	case f.CRIUCheck != "":
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("`criu check` fails on %s: %s", f.Host, f.CRIUCheck), Hint: "the kernel or CRIU build lacks what checkpoint/restore needs"})
+	}
+	if f.Rsync == "" {
+		p = append(p, wire.Problem{Code: "unsupported", Message: "rsync is not installed on " + f.Host, Hint: "install rsync there (make deps)"})
+	}
+	return p
 }

@@ -91,7 +91,7 @@ func TestRsyncPreservesEverything(t *testing.T) {
 	must(t, os.Chown(filepath.Join(src, "d"), 1234, 5678))
 	must(t, unix.Setxattr(filepath.Join(src, "d"), "trusted.overlay.opaque", []byte("y"), 0))
 	must(t, unix.Setxattr(filepath.Join(src, "a"), "user.color", []byte("blue"), 0))
-	must(t, unix.Mknod(filepath.Join(src, "whiteout"), unix.S_IFCHR|0o000, 0)) // overlay whiteout: 0/0
+	must(t, unix.Mknod(filepath.Join(src, "whiteout"), unix.S_IFCHR, 0)) // overlay whiteout: 0/0, mode 0
 	must(t, unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
 	must(t, unix.Mkfifo(filepath.Join(src, "fifo"), 0o600))
 	must(t, os.Symlink("a", filepath.Join(src, "sym")))
