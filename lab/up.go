@@ -2,22 +2,22 @@ package lab
 
 import (
 	"context"
-	"io"
-	"runtime"
-
 	"encoding/json"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // upState is written when the lab is up; down reads it.

@@ -6,9 +6,6 @@ package receiver
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/containerd/identifiers"
@@ -198,46 +194,6 @@ func (s *server) helloReply(h wire.Hello) (wire.Hello, error) {
 	s.hello = true
 	reply.StreamSocket, reply.StreamToken = s.sock, s.token
 	return reply, nil
-}
-
-func (s *server) listen() error {
-	dir := filepath.Join(s.cfg.RunDir, "sessions")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	sweepSockets(dir)
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return err
-	}
-	s.sock = filepath.Join(dir, hex.EncodeToString(b[:8])+".sock")
-	s.token = hex.EncodeToString(b[8:])
-	ln, err := net.Listen("unix", s.sock)
-	if err != nil {
-		return fmt.Errorf("stream socket: %w", err)
-	}
-	if err := os.Chmod(s.sock, 0o600); err != nil {
-		ln.Close()
-		return err
-	}
-	s.ln = ln
-	go s.acceptStreams()
-	return nil
-}
-
-// sweepSockets removes the sockets of sessions whose receiver died without cleaning up.
-func sweepSockets(dir string) {
-	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
-	for _, p := range socks {
-		c, err := net.DialTimeout("unix", p, time.Second)
-		if err == nil {
-			c.Close()
-			continue
-		}
-		if errors.Is(err, syscall.ECONNREFUSED) {
-			_ = os.Remove(p)
-		}
-	}
 }
 
 func (s *server) runtime(ctx context.Context, ns string) (*runtime.Client, error) {
@@ -494,101 +450,4 @@ func (s *server) close() {
 		s.rt.Close()
 	}
 	s.mu.Unlock()
-}
-
-func (s *server) closeStreams() {
-	for c := range s.streams {
-		c.Close()
-	}
-}
-
-func (s *server) acceptStreams() {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			return
-		}
-		go s.serveStream(c)
-	}
-}
-
-func (s *server) serveStream(c net.Conn) {
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	wc := wire.NewConn(c)
-	env, err := wc.Recv()
-	if err != nil || env.Type != wire.TypeStream {
-		return
-	}
-	_ = c.SetReadDeadline(time.Time{})
-	var h wire.StreamHeader
-	if err := env.Decode(&h); err != nil {
-		_ = wc.SendError(wire.TypeStream, err)
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.token)) != 1 {
-		_ = wc.SendError(wire.TypeStream, fmt.Errorf("stream token refused: %w", errdefs.ErrInvalid))
-		return
-	}
-	s.mu.Lock()
-	if s.state() != StatePrepared {
-		s.mu.Unlock()
-		_ = wc.SendError(wire.TypeStream, fmt.Errorf("no migration is receiving files (state %q): %w", s.state(), errdefs.ErrProtocol))
-		return
-	}
-	s.streams[c] = true
-	dest, imagesDir := s.mounts[h.Name], s.imagesDir
-	s.mu.Unlock()
-	defer func() { s.mu.Lock(); delete(s.streams, c); s.mu.Unlock() }()
-
-	switch h.Kind {
-	case wire.StreamRsync:
-		opts, err := rsync.CheckServerArgs(h.Args, h.Name)
-		if err == nil && dest == "" {
-			err = fmt.Errorf("no mount %q in this migration: %w", h.Name, errdefs.ErrInvalid)
-		}
-		if err != nil {
-			_ = wc.SendError(wire.TypeStream, err)
-			return
-		}
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
-			return
-		}
-		if err := rsync.Serve(context.Background(), c, opts, dest); err != nil {
-			s.log.Warn("rsync stream failed", "mount", h.Name, "err", err)
-		}
-	case wire.StreamImages:
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
-			return
-		}
-		rw := &faultReader{ReadWriteCloser: struct {
-			io.Reader
-			io.Writer
-			io.Closer
-		}{wc.Reader(), c, c}}
-		if err := sftpdir.Serve(rw, imagesDir); err != nil {
-			s.log.Warn("images stream failed", "err", err)
-		}
-	default:
-		_ = wc.SendError(wire.TypeStream, fmt.Errorf("unknown stream kind %q: %w", h.Kind, errdefs.ErrProtocol))
-	}
-}
-
-// faultReader lets tests kill the receiver in the middle of an image transfer.
-type faultReader struct {
-	io.ReadWriteCloser
-	n     int64
-	fired bool
-}
-
-func (f *faultReader) Read(p []byte) (int, error) {
-	n, err := f.ReadWriteCloser.Read(p)
-	f.n += int64(n)
-	if !f.fired && f.n > 1<<20 {
-		f.fired = true
-		if ferr := failpoint.Inject("receiver/images-mid"); ferr != nil {
-			return n, ferr
-		}
-	}
-	return n, err
 }
