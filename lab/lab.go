@@ -77,7 +77,20 @@ var privateDirs = []privateDir{
 	{Path: "/root/.ssh", Mode: 0o700},
 	{Path: "/run/sshd", Tmpfs: true, Mode: 0o755},
 	{Path: "/tmp", Mode: 0o1777},
+	{Path: "/srv", Mode: 0o755}, // lab volumes live here: the same path on every host
+	// zfs-fuse: one daemon per host, each with its own socket, singleton lock and pool cache.
+	{Path: "/run/zfs", Tmpfs: true, Mode: 0o755},
+	{Path: "/run/lock/zfs", Tmpfs: true, Mode: 0o755},
+	{Path: "/var/lib/zfs", Mode: 0o755},
 }
+
+// ZFS layout on each host with `up --zfs`.
+const (
+	Pool      = "tank"
+	ZFSParent = "tank/ferry" // where the host receives volumes (ferry.toml zfs_parent)
+	ZFSVols   = "tank/vols"  // where `ferry-lab run --volume PATH:zfs` creates datasets
+	poolSize  = 8 << 30      // sparse file
+)
 
 // BinDir holds the ferry binaries every host has on its PATH.
 func BinDir() string { return filepath.Join(StateDir, "bin") }

@@ -25,6 +25,7 @@ type upState struct {
 	Hosts   []string  `json:"hosts"`
 	Created []string  `json:"created"` // mount points created on the real machine, removed by down
 	Bin     string    `json:"bin"`     // directory of the ferry binaries
+	ZFS     bool      `json:"zfs"`     // each host has a zfs-fuse pool
 	Started time.Time `json:"started"`
 }
 
@@ -53,6 +54,7 @@ func IsUp() bool { return fileExists(statePath()) }
 // UpOptions configure Up.
 type UpOptions struct {
 	BinDir string // where ferry, ferry-receiver and ferry-workload are; default: next to ferry-lab
+	ZFS    bool   // give each host a zfs-fuse pool and a ZFS parent dataset for ferry
 	Log    *slog.Logger
 }
 
@@ -71,7 +73,11 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 	if leftovers := residue(); len(leftovers) > 0 {
 		return fmt.Errorf("a previous lab left %s behind: run ferry-lab down first", strings.Join(leftovers, ", "))
 	}
-	for _, c := range []string{"ip", "nsenter", "unshare", "mount", "/usr/sbin/sshd", "containerd", "containerd-shim-runc-v2", "runc", "criu", "rsync"} {
+	need := []string{"ip", "nsenter", "unshare", "mount", "/usr/sbin/sshd", "containerd", "containerd-shim-runc-v2", "runc", "criu", "rsync"}
+	if o.ZFS {
+		need = append(need, "zfs-fuse", "/usr/sbin/zfs", "/usr/sbin/zpool")
+	}
+	for _, c := range need {
 		if _, err := exec.LookPath(c); err != nil {
 			return fmt.Errorf("%s is not installed (make deps installs everything): %w", c, err)
 		}
@@ -94,7 +100,7 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 		return err
 	}
 
-	st := &upState{Bin: bin, Started: time.Now()}
+	st := &upState{Bin: bin, Started: time.Now(), ZFS: o.ZFS}
 	defer func() {
 		if err != nil {
 			log.Warn("lab up failed, tearing down", "err", err)
@@ -125,6 +131,12 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 	}
 	if err := os.MkdirAll(BinDir(), 0o755); err != nil {
 		return err
+	}
+	if o.ZFS {
+		// go-zfs runs `zfs` from PATH: the lab's shim (ferry-lab as "zfs") comes first.
+		if err := copyFile(selfPath(), filepath.Join(BinDir(), "zfs")); err != nil {
+			return err
+		}
 	}
 	// Install the binaries where every host sees them (the build directory may be private to
 	// the real machine, e.g. under /tmp).
@@ -164,6 +176,11 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 		log.Info("host", "name", h.Name, "addr", h.Addr)
 		if err := upHost(ctx, hs, h, keys); err != nil {
 			return fmt.Errorf("host %s: %w", h.Name, err)
+		}
+		if o.ZFS {
+			if err := upZFS(ctx, h); err != nil {
+				return fmt.Errorf("host %s: zfs: %w", h.Name, err)
+			}
 		}
 	}
 	for _, h := range Hosts {

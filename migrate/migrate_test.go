@@ -114,7 +114,8 @@ func (t *fakeTarget) Status(context.Context, string) (string, error) {
 
 type fakeFS struct{ *calls }
 
-func (f fakeFS) Name() string { return "fake" }
+func (f fakeFS) Name() string                                  { return "fake" }
+func (f fakeFS) Prepare(context.Context, snapshot.Mount) error { return nil }
 func (f fakeFS) PreSync(context.Context, snapshot.Mount) (snapshot.Stats, error) {
 	f.add("presync")
 	return snapshot.Stats{Bytes: 1}, nil

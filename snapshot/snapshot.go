@@ -12,11 +12,16 @@ import (
 
 // Mount is one piece of a container's filesystem.
 type Mount struct {
-	// Name identifies the mount to the target ("rootfs" is the writable layer). The target maps
-	// names to its own paths: the source never names a target path.
+	// Name identifies the mount to the target ("rootfs" is the writable layer, "vol-N" a volume).
+	// The target maps names to its own paths: the source never names a target path.
 	Name string
 	// Source is the directory on the source host.
 	Source string
+	// Dataset is the ZFS dataset mounted at Source (zfs driver).
+	Dataset string
+	// Base is the source snapshot the target also has (same guid): the first send is incremental
+	// from it. Empty: a full send (zfs driver).
+	Base string
 }
 
 // Stats describe one sync.
@@ -27,6 +32,8 @@ type Stats struct {
 
 // Driver moves mounts from the source to the target. The migration drives it, on the source:
 //
+//   - Prepare runs once per mount before anything moves: it checks that the source side is what
+//     the plan says (directory, dataset, base snapshot) and changes nothing.
 //   - PreSync copies a mount while the container runs. It may run several times; each run
 //     brings the target closer to the source. It must leave the source untouched.
 //   - FinalSync runs exactly once per mount, while the container is frozen (no writer), and
@@ -42,6 +49,7 @@ type Stats struct {
 // promptly; Abort is always called with a live context.
 type Driver interface {
 	Name() string
+	Prepare(ctx context.Context, m Mount) error
 	PreSync(ctx context.Context, m Mount) (Stats, error)
 	FinalSync(ctx context.Context, m Mount) (Stats, error)
 	Commit(ctx context.Context, m Mount) error

@@ -16,13 +16,13 @@ import (
 
 func newUp() *cobra.Command {
 	var bin string
-	var verbose bool
+	var verbose, zfs bool
 	cmd := &cobra.Command{
-		Use:   "up",
-		Short: "Create lab hosts a and b (namespaces, sshd, containerd, lab image)",
+		Use:   "up [--zfs]",
+		Short: "Create lab hosts a and b (namespaces, sshd, containerd, lab image; with --zfs a zfs-fuse pool each)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := lab.Up(cmd.Context(), lab.UpOptions{BinDir: bin, Log: logger(verbose)}); err != nil {
+			if err := lab.Up(cmd.Context(), lab.UpOptions{BinDir: bin, ZFS: zfs, Log: logger(verbose)}); err != nil {
 				return err
 			}
 			for _, h := range lab.Hosts {
@@ -33,6 +33,7 @@ func newUp() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&bin, "bin", "", "directory with ferry, ferry-receiver, ferry-workload (default: next to ferry-lab)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log each step")
+	cmd.Flags().BoolVar(&zfs, "zfs", false, "give each host a zfs-fuse pool (tank) and ferry a ZFS parent dataset (tank/ferry)")
 	return cmd
 }
 

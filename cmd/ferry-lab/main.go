@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ferry-project/ferry/lab/zfsshim"
 )
 
 // exitError carries a specific exit status.
@@ -20,6 +23,10 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func main() {
+	// Installed as `zfs` on lab hosts: the zfs-fuse compatibility shim.
+	if filepath.Base(os.Args[0]) == "zfs" {
+		os.Exit(zfsshim.Main(os.Args[1:]))
+	}
 	// Hidden entry points must run before cobra: they exec and never return.
 	if len(os.Args) > 1 {
 		if handled, err := hidden(os.Args[1:]); handled {

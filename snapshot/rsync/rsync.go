@@ -12,14 +12,17 @@ package rsync
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,8 +41,19 @@ const Name = "rsync"
 // RshCmd is the hidden subcommand of the binary given as Rsh that relays rsync's stream.
 const RshCmd = "__rsh"
 
-// Args are the rsync client options.
-var Args = []string{"-aHAX", "--numeric-ids", "--sparse", "--devices", "--specials", "--delete"}
+// Args are the rsync client options. Modification times are compared to the nanosecond
+// (--modify-window=-1): rsync's default, whole seconds, would skip a file rewritten in place
+// within the second of the pre-sync.
+var Args = []string{"-aHAX", "--numeric-ids", "--sparse", "--devices", "--specials", "--delete", "--modify-window=-1"}
+
+// recheckArgs are the options of the final sync's second pass over recently modified files:
+// every listed file goes through the delta check whatever its size and mtime, and is updated in
+// place (its inode, hence its hard links, kept).
+var recheckArgs = []string{"-aHAX", "--numeric-ids", "--inplace", "--ignore-times", "--from0", "--files-from=-"}
+
+// clockMargin covers the coarseness of the clock file times come from (a kernel tick) and clock
+// steps: files modified since the pre-sync started, less this margin, are rechecked.
+const clockMargin = 2 * time.Second
 
 // Driver is the source side of the rsync driver.
 type Driver struct {
@@ -47,6 +61,9 @@ type Driver struct {
 	// Rsh is the argv prefix of the relay helper, e.g. {"/usr/local/bin/ferry", "__rsh"}.
 	Rsh []string
 	Log *slog.Logger
+
+	mu      sync.Mutex
+	started map[string]time.Time // mount name → when its first pre-sync started
 }
 
 var _ snapshot.Driver = (*Driver)(nil)
@@ -54,14 +71,75 @@ var _ snapshot.Driver = (*Driver)(nil)
 // Name implements snapshot.Driver.
 func (d *Driver) Name() string { return Name }
 
-// PreSync implements snapshot.Driver.
-func (d *Driver) PreSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
-	return d.sync(ctx, m)
+// Prepare implements snapshot.Driver: the source must be a directory.
+func (d *Driver) Prepare(_ context.Context, m snapshot.Mount) error {
+	if fi, err := os.Stat(m.Source); err != nil || !fi.IsDir() {
+		return fmt.Errorf("rsync %s: source %s is not a directory: %w", m.Name, m.Source, errdefs.ErrInvalid)
+	}
+	return nil
 }
 
-// FinalSync implements snapshot.Driver.
+// PreSync implements snapshot.Driver.
+func (d *Driver) PreSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
+	d.mu.Lock()
+	if d.started == nil {
+		d.started = map[string]time.Time{}
+	}
+	if _, ok := d.started[m.Name]; !ok {
+		d.started[m.Name] = time.Now()
+	}
+	d.mu.Unlock()
+	return d.run(ctx, m, Args, nil)
+}
+
+// FinalSync implements snapshot.Driver. A first pass copies what changed by size or time; a
+// second pass rechecks, block by block, every file modified since the pre-sync began: a file
+// written twice within one clock tick, with the pre-sync reading it in between, keeps its size
+// and mtime and would otherwise be skipped.
 func (d *Driver) FinalSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
-	return d.sync(ctx, m)
+	st, err := d.run(ctx, m, Args, nil)
+	if err != nil {
+		return st, err
+	}
+	d.mu.Lock()
+	since, ok := d.started[m.Name]
+	d.mu.Unlock()
+	if !ok {
+		return st, nil // no pre-sync: the one pass ran on a frozen tree
+	}
+	list, err := modifiedSince(m.Source, since.Add(-clockMargin))
+	if err != nil || len(list) == 0 {
+		return st, err
+	}
+	st2, err := d.run(ctx, m, recheckArgs, list)
+	st.Bytes += st2.Bytes
+	st.Duration += st2.Duration
+	return st, err
+}
+
+// modifiedSince lists (NUL-separated, relative) the regular files under dir modified at or
+// after t.
+func modifiedSince(dir string, t time.Time) ([]byte, error) {
+	var b bytes.Buffer
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if !fi.ModTime().Before(t) {
+			rel, _ := filepath.Rel(dir, p)
+			b.WriteString(rel)
+			b.WriteByte(0)
+		}
+		return nil
+	})
+	return b.Bytes(), err
 }
 
 // Commit implements snapshot.Driver: rsync keeps nothing.
@@ -70,10 +148,12 @@ func (d *Driver) Commit(context.Context, snapshot.Mount) error { return nil }
 // Abort implements snapshot.Driver: the target's copy goes with the target's container.
 func (d *Driver) Abort(context.Context, snapshot.Mount) error { return nil }
 
-func (d *Driver) sync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
+// run runs one local rsync with args (and stdin, for --files-from) into the mount's directory
+// on the target.
+func (d *Driver) run(ctx context.Context, m snapshot.Mount, opts []string, stdin []byte) (snapshot.Stats, error) {
 	start := time.Now()
-	if fi, err := os.Stat(m.Source); err != nil || !fi.IsDir() {
-		return snapshot.Stats{}, fmt.Errorf("rsync %s: source %s is not a directory: %w", m.Name, m.Source, errdefs.ErrInvalid)
+	if err := d.Prepare(ctx, m); err != nil {
+		return snapshot.Stats{}, err
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -83,8 +163,11 @@ func (d *Driver) sync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, er
 	defer local.Close()
 
 	rsh := append(append([]string{}, d.Rsh...), "3")
-	args := append(append([]string{}, Args...), "-e", shellJoin(rsh), strings.TrimSuffix(m.Source, "/")+"/", "ferry:"+m.Name+"/")
+	args := append(append([]string{}, opts...), "-e", shellJoin(rsh), strings.TrimSuffix(m.Source, "/")+"/", "ferry:"+m.Name+"/")
 	cmd := exec.CommandContext(ctx, "rsync", args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	cmd.ExtraFiles = []*os.File{child} // fd 3 in rsync, inherited by the relay helper
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

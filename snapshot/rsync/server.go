@@ -16,6 +16,7 @@ import (
 // serverLongOptions are the long options a receiving rsync server may get from ferry's client.
 var serverLongOptions = map[string]bool{
 	"--delete": true, "--delete-during": true, "--numeric-ids": true, "--inplace": true, "--partial": true,
+	"-@-1": true, // --modify-window=-1: compare modification times to the nanosecond
 }
 
 // shortBundle is rsync's compact option list, e.g. -lHogDtpAXrSe.iLsfxCIvu.

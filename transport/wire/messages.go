@@ -162,4 +162,5 @@ type StreamHeader struct {
 const (
 	StreamRsync  = "rsync"
 	StreamImages = "images" // sftp, confined to the migration's image directory
+	StreamZFS    = "zfs"    // a zfs send stream; the target answers with a message once received
 )
