@@ -67,28 +67,59 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// Features are what a filesystem can hold besides files, directories, links and ownership.
+type Features struct {
+	Xattrs  bool // user.* extended attributes
+	ACLs    bool // POSIX ACLs (setfacl)
+	Devices bool // device nodes and fifos
+}
+
+// featurer is implemented by an Env whose filesystem lacks some features (default: all).
+type featurer interface{ Features() Features }
+
+func features(env Env) Features {
+	if f, ok := env.(featurer); ok {
+		return f.Features()
+	}
+	return Features{Xattrs: true, ACLs: true, Devices: true}
+}
+
 // populate writes a tree with every kind of file a container volume can hold.
-func populate(t *testing.T, dir string) {
+func populate(t *testing.T, dir string, f Features) {
 	t.Helper()
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("populate: %s: %v", what, err)
+		}
+	}
 	big := make([]byte, 8<<20)
 	_, _ = rand.Read(big)
-	must(t, os.WriteFile(filepath.Join(dir, "big"), big, 0o640))
-	must(t, os.WriteFile(filepath.Join(dir, "small"), []byte("hello"), 0o600))
-	must(t, os.Link(filepath.Join(dir, "small"), filepath.Join(dir, "small-link")))
-	must(t, os.Symlink("small", filepath.Join(dir, "sym")))
-	must(t, os.MkdirAll(filepath.Join(dir, "d/e"), 0o750))
-	must(t, os.Chown(filepath.Join(dir, "d"), 1234, 5678))
-	must(t, os.WriteFile(filepath.Join(dir, "d/e/f"), []byte("nested"), 0o644))
-	must(t, unix.Setxattr(filepath.Join(dir, "small"), "user.color", []byte("blue"), 0))
-	must(t, unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
-	must(t, unix.Mknod(filepath.Join(dir, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
-	f, err := os.Create(filepath.Join(dir, "sparse"))
-	must(t, err)
-	must(t, f.Truncate(32<<20))
-	_, err = f.WriteAt([]byte("end"), 32<<20-3)
-	must(t, err)
-	must(t, f.Close())
-	_ = exec.Command("setfacl", "-m", "u:4321:rw", filepath.Join(dir, "small")).Run()
+	step("write big", os.WriteFile(filepath.Join(dir, "big"), big, 0o640))
+	step("write small", os.WriteFile(filepath.Join(dir, "small"), []byte("hello"), 0o600))
+	step("hard link", os.Link(filepath.Join(dir, "small"), filepath.Join(dir, "small-link")))
+	step("symlink", os.Symlink("small", filepath.Join(dir, "sym")))
+	step("mkdir", os.MkdirAll(filepath.Join(dir, "d/e"), 0o750))
+	step("chown", os.Chown(filepath.Join(dir, "d"), 1234, 5678))
+	step("write nested", os.WriteFile(filepath.Join(dir, "d/e/f"), []byte("nested"), 0o644))
+	if f.Xattrs {
+		step("setxattr", unix.Setxattr(filepath.Join(dir, "small"), "user.color", []byte("blue"), 0))
+	}
+	if f.Devices {
+		step("mkfifo", unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
+		step("mknod", unix.Mknod(filepath.Join(dir, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	} else {
+		step("stand-in for the fifo", os.WriteFile(filepath.Join(dir, "fifo"), nil, 0o600))
+	}
+	sp, err := os.Create(filepath.Join(dir, "sparse"))
+	step("create sparse", err)
+	step("truncate sparse", sp.Truncate(32<<20))
+	_, err = sp.WriteAt([]byte("end"), 32<<20-3)
+	step("write sparse", err)
+	step("close sparse", sp.Close())
+	if f.ACLs {
+		step("setfacl", exec.Command("setfacl", "-m", "u:4321:rw", filepath.Join(dir, "small")).Run())
+	}
 }
 
 // mutate changes the tree as a running container would.
@@ -134,7 +165,7 @@ func commit(t *testing.T, env Env, d snapshot.Driver, m snapshot.Mount) {
 
 func testSync(t *testing.T, env Env) {
 	src := env.NewVolume(t)
-	populate(t, src)
+	populate(t, src, features(env))
 	ctx := context.Background()
 	d, m := env.Plan(t, A)
 	must(t, d.Prepare(ctx, m))
@@ -159,7 +190,7 @@ func testSync(t *testing.T, env Env) {
 
 func testAbort(t *testing.T, env Env) {
 	src := env.NewVolume(t)
-	populate(t, src)
+	populate(t, src, features(env))
 	ctx := context.Background()
 	d, m := env.Plan(t, A)
 	must(t, d.Prepare(ctx, m))
@@ -179,7 +210,7 @@ func testAbort(t *testing.T, env Env) {
 // testMoveBack: A → B, change 1 MiB on B, B → A: the second move sends a fraction of the first.
 func testMoveBack(t *testing.T, env Env) {
 	src := env.NewVolume(t)
-	populate(t, src)
+	populate(t, src, features(env))
 	first, d1, m1 := move(t, env, A)
 	dst := env.Activate(t, m1)
 	Compare(t, src, dst)

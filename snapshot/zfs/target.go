@@ -31,10 +31,10 @@ func CheckParent(parent string) error {
 	return nil
 }
 
-// FindBase looks for an unmounted dataset on this host that holds a snapshot of the source's list
-// (same guid); the newest such snapshot in the source's order wins. It returns the dataset and
-// the shared snapshot's guid, or "" when there is none.
-func FindBase(source []Snapshot) (dataset, guid string, err error) {
+// FindBase looks for an unmounted dataset on this host (under scope, "" for every pool) that
+// holds a snapshot of the source's list (same guid); the newest such snapshot in the source's
+// order wins. It returns the dataset and the shared snapshot's guid, or "" when there is none.
+func FindBase(scope string, source []Snapshot) (dataset, guid string, err error) {
 	rank := map[string]int{}
 	for i, s := range source {
 		rank[s.GUID] = i + 1
@@ -45,6 +45,9 @@ func FindBase(source []Snapshot) (dataset, guid string, err error) {
 	}
 	best := 0
 	for _, d := range fss {
+		if scope != "" && d.Name != scope && !strings.HasPrefix(d.Name, scope+"/") {
+			continue
+		}
 		snaps, err := Snapshots(d.Name)
 		if err != nil {
 			return "", "", err
@@ -168,7 +171,8 @@ func RollbackTo(snap string) error {
 	return ds.Rollback(true)
 }
 
-// Destroy removes a dataset and its snapshots (a missing one is not an error).
+// Destroy removes a dataset and its snapshots (a missing one is not an error). It unmounts the
+// dataset first: zfs-fuse's `destroy -f` reports a mounted dataset as busy.
 func Destroy(dataset string) error {
 	ds, err := gozfs.GetDataset(dataset)
 	if err != nil {
@@ -176,6 +180,11 @@ func Destroy(dataset string) error {
 			return nil
 		}
 		return err
+	}
+	if ok, _ := Mounted(dataset); ok {
+		if _, err := ds.Unmount(false); err != nil {
+			return fmt.Errorf("unmount %s: %w", dataset, err)
+		}
 	}
 	return ds.Destroy(gozfs.DestroyRecursive)
 }
