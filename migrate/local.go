@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/runtime"
+	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport/wire"
 )
 
@@ -46,6 +47,25 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 		return nil, err
 	}
 	sc.FSBytes = diskUsage(sc.WritableDir)
+	sc.Volumes, sc.Problems = Volumes(info.Spec, os.Stat)
+	zfsErr := zfs.Available()
+	for i := range sc.Volumes {
+		v := &sc.Volumes[i]
+		v.Bytes = diskUsage(v.Path)
+		sc.FSBytes += v.Bytes
+		if zfsErr != nil {
+			continue
+		}
+		ds, err := zfs.DatasetAt(v.Path)
+		if err != nil || ds == "" {
+			continue
+		}
+		snaps, err := zfs.Snapshots(ds)
+		if err != nil {
+			return nil, err
+		}
+		v.ZFS = &wire.ZFSVolume{Dataset: ds, Snapshots: snaps}
+	}
 	if dir, err := s.RT.RuncRoot(info.Record); err == nil {
 		if st, err := checkpoint.LoadRuncState(dir); err == nil {
 			sc.MemoryBytes = memoryUsage(st)

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/internal/revert"
 	"github.com/ferry-project/ferry/snapshot"
+	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
@@ -65,6 +67,8 @@ type SourceContainer struct {
 	WritableDir string
 	MemoryBytes uint64
 	FSBytes     uint64
+	Volumes     []wire.Volume // host directories bind-mounted into the container
+	Problems    []string      // what cannot be moved (e.g. a bind-mounted file)
 }
 
 // Target is the destination host (ferry-receiver).
@@ -89,9 +93,10 @@ type Config struct {
 	Namespace string
 	Source    Source
 	Target    Target
-	FS        snapshot.Driver
-	StateDir  string // source-side working directory (checkpoint images): /var/lib/ferry
-	Log       *slog.Logger
+	// Drivers by name ("rsync", "zfs"): the plan picks one per mount.
+	Drivers  map[string]snapshot.Driver
+	StateDir string // source-side working directory (checkpoint images): /var/lib/ferry
+	Log      *slog.Logger
 	// ResolveTimeout bounds the search for a lost COMMIT's outcome (default 1 minute).
 	ResolveTimeout time.Duration
 }
@@ -111,8 +116,41 @@ type run struct {
 	rep    *Report
 	r      *revert.Reverter
 	sc     *SourceContainer
+	plan   []wire.Mount
 	frozen time.Time
 	dir    string
+}
+
+// planned is one mount of the plan with its driver and the driver's view of it.
+type planned struct {
+	wire.Mount
+	driver snapshot.Driver
+	mount  snapshot.Mount
+}
+
+// mounts resolves the plan into drivers and source-side mounts.
+func (m *run) mounts() ([]planned, error) {
+	var out []planned
+	for _, pm := range m.plan {
+		d := m.cfg.Drivers[pm.Driver]
+		if d == nil {
+			return nil, fmt.Errorf("no %s driver on this host: %w", pm.Driver, errdefs.ErrUnsupported)
+		}
+		sm := snapshot.Mount{Name: pm.Name, Source: pm.Path}
+		if pm.Name == RootfsMount {
+			sm.Source = m.sc.WritableDir
+		}
+		for _, v := range m.sc.Volumes {
+			if v.Name == pm.Name && v.ZFS != nil && pm.Driver == zfs.Name {
+				sm.Dataset = v.ZFS.Dataset
+				if b := snapshotByGUID(v.ZFS.Snapshots, pm.BaseGUID); b != "" {
+					sm.Base = zfs.Short(b)
+				}
+			}
+		}
+		out = append(out, planned{Mount: pm, driver: d, mount: sm})
+	}
+	return out, nil
 }
 
 // Run performs the migration. The report is complete whatever the outcome; the error says why
@@ -135,7 +173,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep: &Report{
 			ID: cfg.ID, Container: cfg.Container, Namespace: cfg.Namespace,
 			Source: cfg.Source.Host(), Target: cfg.Target.Host(),
-			Strategy: strategyStopCopy, FSDriver: cfg.FS.Name(), StartedAt: time.Now(),
+			Strategy: strategyStopCopy, StartedAt: time.Now(),
 		},
 	}
 	m.r = revert.New(m.log)
@@ -181,23 +219,36 @@ func (m *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	c := m.cfg
-	rootfs := snapshot.Mount{Name: "rootfs", Source: m.sc.WritableDir}
+	mounts, err := m.mounts()
+	if err != nil {
+		return err
+	}
 
 	m.r.Add("abort on "+c.Target.Host(), func(ctx context.Context) error {
 		_, err := c.Target.Abort(ctx, wire.AbortRequest{MigrationID: c.ID, Reason: "source rolled back"})
 		return err
 	})
 	if err := m.phase("prepare", func() error {
-		return c.Target.Prepare(ctx, wire.PrepareRequest{MigrationID: c.ID, Container: m.sc.Record,
-			Mounts: []wire.Mount{{Name: rootfs.Name, Driver: c.FS.Name()}}})
+		return c.Target.Prepare(ctx, wire.PrepareRequest{MigrationID: c.ID, Container: m.sc.Record, Mounts: m.plan})
 	}); err != nil {
 		return err
 	}
-	m.r.Add("abort "+c.FS.Name(), func(ctx context.Context) error { return c.FS.Abort(ctx, rootfs) })
+	for _, pm := range mounts {
+		pm := pm
+		m.r.Add("abort "+pm.Driver+" "+pm.Name, func(ctx context.Context) error { return pm.driver.Abort(ctx, pm.mount) })
+	}
 	if err := m.phase("fs-presync", func() error {
-		st, err := c.FS.PreSync(ctx, rootfs)
-		m.rep.addStream("rootfs-presync", st.Bytes)
-		return err
+		for _, pm := range mounts {
+			if err := pm.driver.Prepare(ctx, pm.mount); err != nil {
+				return err
+			}
+			st, err := pm.driver.PreSync(ctx, pm.mount)
+			m.rep.addStream(pm.Name+"-presync", st.Bytes)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -232,9 +283,14 @@ func (m *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	if err := m.phase("fs-final", func() error {
-		st, err := c.FS.FinalSync(ctx, rootfs)
-		m.rep.addStream("rootfs-final", st.Bytes)
-		return err
+		for _, pm := range mounts {
+			st, err := pm.driver.FinalSync(ctx, pm.mount)
+			m.rep.addStream(pm.Name+"-final", st.Bytes)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -296,8 +352,10 @@ func (m *run) run(ctx context.Context) (err error) {
 		if err := c.Source.Retire(cctx, c.Container); err != nil {
 			errs = append(errs, fmt.Errorf("remove the source copy: %w", err))
 		}
-		if err := c.FS.Commit(cctx, rootfs); err != nil {
-			errs = append(errs, err)
+		for _, pm := range mounts {
+			if err := pm.driver.Commit(cctx, pm.mount); err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", pm.Driver, pm.Name, err))
+			}
 		}
 		if err := os.RemoveAll(m.dir); err != nil {
 			errs = append(errs, err)
@@ -383,6 +441,7 @@ func (m *run) preflight(ctx context.Context) error {
 		problems = append(problems, fmt.Sprintf("container %q on %s is %s: ferry moves running containers", c.Container, c.Source.Host(), st))
 	}
 	problems = append(problems, SpecProblems(sc.Spec)...)
+	problems = append(problems, sc.Problems...)
 	facts := c.Source.Facts(ctx)
 	if need := sc.MemoryBytes + 64<<20; facts.FreeBytes < need {
 		problems = append(problems, fmt.Sprintf("%s has %s free in %s for the checkpoint, it needs about %s (hint: free space there)",
@@ -393,6 +452,7 @@ func (m *run) preflight(ctx context.Context) error {
 	}
 	reply, err := c.Target.Preflight(ctx, wire.PreflightRequest{
 		MigrationID: c.ID, Container: sc.Record, Source: facts, ImageBytes: sc.MemoryBytes, FSBytes: sc.FSBytes,
+		Volumes: sc.Volumes,
 	})
 	if err != nil {
 		return fmt.Errorf("preflight on %s: %w", c.Target.Host(), err)
@@ -400,6 +460,18 @@ func (m *run) preflight(ctx context.Context) error {
 	for _, p := range reply.Problems {
 		problems = append(problems, p.Message+hint(p.Hint))
 	}
+	m.plan = Plan(c.Source.Host(), c.Target.Host(), sc.Volumes, reply.Volumes)
+	m.rep.FSPlan = m.plan
+	var names []string
+	for _, pm := range m.plan {
+		if !slices.Contains(names, pm.Driver) {
+			names = append(names, pm.Driver)
+		}
+		if c.Drivers[pm.Driver] == nil {
+			problems = append(problems, fmt.Sprintf("the plan needs the %s driver, which this ferry does not have", pm.Driver))
+		}
+	}
+	m.rep.FSDriver = strings.Join(names, "+")
 	if len(problems) > 0 {
 		return m.refuse(problems)
 	}

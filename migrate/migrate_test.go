@@ -152,7 +152,7 @@ func setup(t *testing.T, tgt *fakeTarget) (Config, *calls) {
 	tgt.calls = c
 	return Config{
 		ID: "m-test0001", Container: "web", Namespace: "default",
-		Source: &fakeSource{calls: c, status: "running"}, Target: tgt, FS: fakeFS{c},
+		Source: &fakeSource{calls: c, status: "running"}, Target: tgt, Drivers: map[string]snapshot.Driver{"rsync": fakeFS{c}},
 		StateDir: t.TempDir(), ResolveTimeout: 300 * time.Millisecond,
 	}, c
 }
@@ -289,7 +289,7 @@ func TestCancelRollsBack(t *testing.T) {
 	tgt := &fakeTarget{}
 	cfg, c := setup(t, tgt)
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg.FS = cancelFS{fakeFS{c}, cancel}
+	cfg.Drivers = map[string]snapshot.Driver{"rsync": cancelFS{fakeFS{c}, cancel}}
 	cfg.Target = imagesTarget{tgt}
 	rep, err := Run(ctx, cfg)
 	if !errors.Is(err, context.Canceled) || rep.Outcome != OutcomeRolledBack || !c.has("thaw") || !c.has("abort") {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/ferry-project/ferry/transport/wire"
 )
 
 // Outcomes of a migration.
@@ -50,7 +52,8 @@ type Report struct {
 	Source     string        `json:"source"`
 	Target     string        `json:"target"`
 	Strategy   string        `json:"strategy"`
-	FSDriver   string        `json:"fs_driver"`
+	FSDriver   string        `json:"fs_driver"` // the drivers of the plan, e.g. "rsync" or "rsync+zfs"
+	FSPlan     []wire.Mount  `json:"fs_plan,omitempty"`
 	StartedAt  time.Time     `json:"started_at"`
 	TotalMs    float64       `json:"total_ms"`
 	DowntimeMs float64       `json:"downtime_ms"` // freeze on the source → task running on the target
@@ -105,6 +108,13 @@ func (r *Report) Text() string {
 		if len(r.Rollback) > 0 {
 			w("  rolled back: %s", strings.Join(r.Rollback, ", "))
 		}
+	}
+	for _, p := range r.FSPlan {
+		where := p.Name
+		if p.Path != "" {
+			where += " " + p.Path
+		}
+		w("  fs         %s — %s", where, p.Reason)
 	}
 	if len(r.Phases) > 0 {
 		var ps []string

@@ -2,10 +2,49 @@ package migrate
 
 import (
 	"fmt"
-	"strings"
+	"os"
+	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ferry-project/ferry/transport/wire"
 )
+
+// IsBind reports whether an OCI mount is a bind mount (a host path).
+func IsBind(m specs.Mount) bool {
+	for _, o := range m.Options {
+		if o == "bind" || o == "rbind" {
+			return true
+		}
+	}
+	return m.Type == "bind"
+}
+
+// Volumes lists the container's volumes: its bind mounts, which must be directories (stat is
+// os.Stat, replaceable in tests). Bind mounts of files are problems: a file is not a volume
+// ferry can move (they are usually the runtime's /etc/hosts or resolv.conf of another host).
+func Volumes(s *specs.Spec, stat func(string) (os.FileInfo, error)) ([]wire.Volume, []string) {
+	var vols []wire.Volume
+	var problems []string
+	if s == nil {
+		return nil, nil
+	}
+	for _, m := range s.Mounts {
+		if !IsBind(m) {
+			continue
+		}
+		fi, err := stat(m.Source)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("the container's host-path mount %s → %s cannot be read: %v", m.Source, m.Destination, err))
+		case !fi.IsDir():
+			problems = append(problems, fmt.Sprintf("the container bind-mounts the file %s at %s: ferry moves directory volumes only", m.Source, m.Destination))
+		default:
+			vols = append(vols, wire.Volume{Name: fmt.Sprintf("vol-%d", len(vols)+1), Path: filepath.Clean(m.Source), Destination: m.Destination})
+		}
+	}
+	return vols, problems
+}
 
 // SpecProblems lists what this version cannot move in a container's OCI spec (pure). Each is a
 // sentence naming the cause; preflight refuses on any of them instead of failing after the
@@ -17,18 +56,6 @@ func SpecProblems(s *specs.Spec) []string {
 	}
 	if s.Process != nil && s.Process.Terminal {
 		p = append(p, "the container has a terminal (created with -t): ferry moves containers without a TTY")
-	}
-	var binds []string
-	for _, m := range s.Mounts {
-		for _, o := range m.Options {
-			if o == "bind" || o == "rbind" {
-				binds = append(binds, m.Source+" → "+m.Destination)
-				break
-			}
-		}
-	}
-	if len(binds) > 0 {
-		p = append(p, fmt.Sprintf("the container has host-path mounts (%s): their data would not move; volumes are not supported by this version", strings.Join(binds, ", ")))
 	}
 	if s.Linux != nil {
 		hasNet := false

@@ -26,9 +26,14 @@ const (
 
 // Undo kinds, executed in reverse order of registration.
 const (
-	undoDir       = "dir"       // remove the migration's directory
-	undoContainer = "container" // remove a container this migration created
-	undoFile      = "file"      // remove a file (the session's stream socket)
+	undoDir         = "dir"          // remove the migration's directory
+	undoContainer   = "container"    // remove a container this migration created
+	undoFile        = "file"         // remove a file (the session's stream socket)
+	undoPath        = "path"         // remove a directory the migration created (a volume's)
+	undoClear       = "clear"        // empty a directory that was empty before (a volume's)
+	undoZFSDestroy  = "zfs-destroy"  // destroy a dataset the migration received
+	undoZFSRollback = "zfs-rollback" // roll a base dataset back to the snapshot it had
+	undoZFSUnmount  = "zfs-unmount"  // unmount a dataset mounted for the restore
 )
 
 // Undo is one persisted undo step.

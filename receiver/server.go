@@ -19,17 +19,18 @@ import (
 	"github.com/containerd/containerd/identifiers"
 
 	"github.com/ferry-project/ferry/checkpoint"
+	"github.com/ferry-project/ferry/internal/config"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/runtime"
-	"github.com/ferry-project/ferry/snapshot/rsync"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
 )
 
 // Config configures a receiver.
 type Config struct {
+	ConfigFile        string // /etc/ferry/ferry.toml
 	StateDir          string // /var/lib/ferry: migrations/<id>/{journal.json,images,work}
 	RunDir            string // /run/ferry: stream sockets
 	ContainerdAddress string
@@ -38,6 +39,9 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
+	if c.ConfigFile == "" {
+		c.ConfigFile = config.DefaultPath
+	}
 	if c.StateDir == "" {
 		c.StateDir = "/var/lib/ferry"
 	}
@@ -63,12 +67,16 @@ type server struct {
 	sock  string
 	ln    net.Listener
 
+	conf config.Config
+
 	mu        sync.Mutex // guards everything below and serialises decisions
 	hello     bool
 	rt        *runtime.Client
 	j         *Journal
 	rec       wire.Container
-	mounts    map[string]string // mount name → target directory
+	plan      []wire.Mount
+	mounts    map[string]string // mount name → target directory (rsync)
+	datasets  map[string]string // mount name → target dataset (zfs)
 	imagesDir string
 	workDir   string
 	streams   map[net.Conn]bool
@@ -78,9 +86,13 @@ type server struct {
 // committed when the session ends is undone.
 func Serve(ctx context.Context, cfg Config, in io.Reader, out io.Writer) error {
 	cfg.defaults()
-	s := &server{cfg: cfg, log: cfg.Log, streams: map[net.Conn]bool{}}
+	conf, err := config.Load(cfg.ConfigFile)
+	if err != nil {
+		return err
+	}
+	s := &server{cfg: cfg, conf: conf, log: cfg.Log, streams: map[net.Conn]bool{}}
 	defer s.close()
-	if _, err := io.WriteString(out, wire.Preamble); err != nil {
+	if _, err = io.WriteString(out, wire.Preamble); err != nil {
 		return err
 	}
 	conn := wire.NewConnRW(in, out, nil)
@@ -180,6 +192,9 @@ func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after
 func (s *server) helloReply(h wire.Hello) (wire.Hello, error) {
 	host, _ := os.Hostname()
 	reply := wire.Hello{Protocol: wire.ProtocolVersion, Version: s.cfg.Version, Host: host, Features: Features}
+	if s.conf.ZFSParent != "" {
+		reply.Features = append(append([]string{}, Features...), wire.FeatureFSZFS)
+	}
 	if failpoint.Inject("receiver/old-protocol") != nil {
 		reply.Protocol, reply.Version = 0, "0.0.0-test"
 		return reply, nil
@@ -240,6 +255,9 @@ func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire
 			Message: fmt.Sprintf("a container named %q already exists on %s (namespace %s)", c.ID, host, c.Namespace),
 			Hint:    "remove it there (ctr -n " + c.Namespace + " container rm " + c.ID + ") or choose another target"})
 	}
+	vt, vp := s.volumeTargets(req, host)
+	reply.Volumes = vt
+	reply.Problems = append(reply.Problems, vp...)
 	digest, _, err := rt.ImageDigest(ctx, c.Image, c.Snapshotter)
 	if err != nil {
 		return reply, err
@@ -285,10 +303,8 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 	if err := validContainer(c); err != nil {
 		return err
 	}
-	for _, m := range req.Mounts {
-		if m.Name != "rootfs" || m.Driver != rsync.Name {
-			return fmt.Errorf("mount %s with driver %s: %w", m.Name, m.Driver, errdefs.ErrUnsupported)
-		}
+	if err := s.checkPlan(req.Mounts, c); err != nil {
+		return err
 	}
 	rt, err := s.runtime(ctx, c.Namespace)
 	if err != nil {
@@ -325,9 +341,12 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 	if err != nil {
 		return err
 	}
-	s.rec = c
-	s.mounts = map[string]string{"rootfs": upper}
-	s.log.Info("prepared", "migration", req.MigrationID, "container", c.ID, "rootfs", upper)
+	s.rec, s.plan = c, req.Mounts
+	s.mounts, s.datasets = map[string]string{"rootfs": upper}, map[string]string{}
+	if err := s.prepareVolumes(); err != nil {
+		return err
+	}
+	s.log.Info("prepared", "migration", req.MigrationID, "container", c.ID, "rootfs", upper, "mounts", len(req.Mounts))
 	return nil
 }
 
@@ -352,6 +371,10 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 		return wire.RestoreReply{}, err
 	}
 	if err := s.j.set(StateRestoring); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	if err := s.mountVolumes(); err != nil {
+		_ = s.j.set(StatePrepared)
 		return wire.RestoreReply{}, err
 	}
 	criuWork := filepath.Join(s.workDir, "criu")
@@ -400,6 +423,7 @@ func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.Commi
 	after := func() {
 		_ = os.RemoveAll(s.imagesDir)
 		_ = os.RemoveAll(s.workDir)
+		s.commitVolumes()
 	}
 	return reply, after, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
 	"github.com/ferry-project/ferry/snapshot/rsync"
+	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
 )
@@ -106,7 +107,7 @@ func (s *server) serveStream(c net.Conn) {
 		return
 	}
 	s.streams[c] = true
-	dest, imagesDir := s.mounts[h.Name], s.imagesDir
+	dest, dataset, imagesDir := s.mounts[h.Name], s.datasets[h.Name], s.imagesDir
 	s.mu.Unlock()
 	defer func() { s.mu.Lock(); delete(s.streams, c); s.mu.Unlock() }()
 
@@ -126,6 +127,21 @@ func (s *server) serveStream(c net.Conn) {
 		if err := rsync.Serve(context.Background(), c, opts, dest); err != nil {
 			s.log.Warn("rsync stream failed", "mount", h.Name, "err", err)
 		}
+	case wire.StreamZFS:
+		if dataset == "" {
+			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no ZFS mount %q in this migration: %w", h.Name, errdefs.ErrInvalid))
+			return
+		}
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			return
+		}
+		// The answer comes after `zfs receive` has consumed the whole stream.
+		if err := zfs.Receive(context.Background(), wc.Reader(), dataset); err != nil {
+			s.log.Warn("zfs stream failed", "mount", h.Name, "err", err)
+			_ = wc.SendError(wire.TypeStream, err)
+			return
+		}
+		_ = wc.Send(wire.TypeStream, nil)
 	case wire.StreamImages:
 		if err := wc.Send(wire.TypeStream, nil); err != nil {
 			return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/runtime"
+	"github.com/ferry-project/ferry/snapshot/zfs"
 )
 
 // undo runs a journal's undo steps in reverse, persisting progress, then releases it.
@@ -28,6 +29,16 @@ func undo(ctx context.Context, cfg Config, j *Journal, log *slog.Logger) error {
 			if err = os.Remove(u.Path); errors.Is(err, os.ErrNotExist) {
 				err = nil
 			}
+		case undoPath:
+			err = os.RemoveAll(u.Path)
+		case undoClear:
+			err = clearDir(u.Path)
+		case undoZFSDestroy:
+			err = zfs.Destroy(u.Path)
+		case undoZFSRollback:
+			err = zfs.RollbackTo(u.Path)
+		case undoZFSUnmount:
+			err = zfs.Park(u.Path)
 		default:
 			err = fmt.Errorf("unknown undo step %q", u.Kind)
 		}

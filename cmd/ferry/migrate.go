@@ -12,7 +12,9 @@ import (
 	"github.com/ferry-project/ferry/migrate"
 	"github.com/ferry-project/ferry/receiver"
 	"github.com/ferry-project/ferry/runtime"
+	"github.com/ferry-project/ferry/snapshot"
 	"github.com/ferry-project/ferry/snapshot/rsync"
+	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport"
 	"github.com/ferry-project/ferry/transport/wire"
 )
@@ -98,11 +100,15 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 			return nil, err
 		}
 		defer recv.Close()
+		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log,
+			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
-			FS:     &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, Log: log},
+			Drivers: map[string]snapshot.Driver{
+				rsync.Name: &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, BaseMark: g.namespace + "/" + container, Log: log},
+				zfs.Name:   &zfs.Driver{Streams: recv, MigrationID: id, Log: log},
+			},
 		})
 		if err != nil && recv.Stderr() != "" {
 			log.Info("ferry-receiver stderr", "text", recv.Stderr())

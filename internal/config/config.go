@@ -2,6 +2,8 @@
 //
 //	# the dataset under which this host receives ZFS volumes (as a migration target)
 //	zfs_parent = "tank/ferry"
+//	# where volumes may live on this host (as a target, a volume outside them is refused)
+//	volume_roots = ["/srv", "/mnt", "/data", "/var/lib/volumes"]
 package config
 
 import (
@@ -20,14 +22,20 @@ type Config struct {
 	// ZFSParent is the dataset under which this host receives ZFS volumes. Empty: this host
 	// receives volumes with rsync only.
 	ZFSParent string `toml:"zfs_parent"`
+	// VolumeRoots are the directories volumes may live under on this host. A migration target
+	// refuses a volume elsewhere: a source must not write into /etc.
+	VolumeRoots []string `toml:"volume_roots"`
 }
+
+// DefaultVolumeRoots apply when the file sets none.
+var DefaultVolumeRoots = []string{"/srv", "/mnt", "/data", "/var/lib/volumes"}
 
 // Load reads path; a missing file is an empty configuration.
 func Load(path string) (Config, error) {
-	var c Config
+	c := Config{VolumeRoots: DefaultVolumeRoots}
 	md, err := toml.DecodeFile(path, &c)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Config{}, nil
+		return Config{VolumeRoots: DefaultVolumeRoots}, nil
 	}
 	if err != nil {
 		return c, fmt.Errorf("read %s: %w", path, err)

@@ -60,7 +60,10 @@ type Driver struct {
 	Streams snapshot.StreamOpener
 	// Rsh is the argv prefix of the relay helper, e.g. {"/usr/local/bin/ferry", "__rsh"}.
 	Rsh []string
-	Log *slog.Logger
+	// BaseMark is recorded (xattr BaseXattr) on a volume's source directory after the commit:
+	// the stale copy left there may serve as the base of a move back, and the target knows it.
+	BaseMark string
+	Log      *slog.Logger
 
 	mu      sync.Mutex
 	started map[string]time.Time // mount name → when its first pre-sync started
@@ -142,8 +145,21 @@ func modifiedSince(dir string, t time.Time) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// Commit implements snapshot.Driver: rsync keeps nothing.
-func (d *Driver) Commit(context.Context, snapshot.Mount) error { return nil }
+// BaseXattr marks a directory that holds a stale copy of a moved container's volume.
+const BaseXattr = "trusted.ferry.base"
+
+// Commit implements snapshot.Driver: the source directory of a volume stays (rsync copies) and
+// is marked as the base of a later move back. The writable layer is gone with its container.
+func (d *Driver) Commit(_ context.Context, m snapshot.Mount) error {
+	if d.BaseMark == "" {
+		return nil
+	}
+	err := unix.Setxattr(m.Source, BaseXattr, []byte(d.BaseMark), 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	return err
+}
 
 // Abort implements snapshot.Driver: the target's copy goes with the target's container.
 func (d *Driver) Abort(context.Context, snapshot.Mount) error { return nil }

@@ -212,7 +212,7 @@ func (e *env) Plan(t *testing.T, from snapshottest.Host) (snapshot.Driver, snaps
 	if target != "" {
 		for _, s := range snaps {
 			if s.GUID == guid {
-				m.Base = s.Short()
+				m.Base = Short(s.Name)
 			}
 		}
 		tsnaps, _ := Snapshots(target)

@@ -137,6 +137,24 @@ func Retire(dataset, migrationID string) error {
 	return ds.SetProperty(RetiredProperty, migrationID)
 }
 
+// Park unmounts a dataset (if mounted or even missing, not an error) and keeps it from mounting
+// by itself: what an aborted restore leaves of a base dataset.
+func Park(dataset string) error {
+	ds, err := gozfs.GetDataset(dataset)
+	if err != nil {
+		if strings.Contains(err.Error(), "does not exist") {
+			return nil
+		}
+		return err
+	}
+	if ok, _ := Mounted(dataset); ok {
+		if _, err := ds.Unmount(false); err != nil {
+			return fmt.Errorf("unmount %s: %w", dataset, err)
+		}
+	}
+	return ds.SetProperty("canmount", "noauto")
+}
+
 // Unretire clears the retired mark (the dataset holds a live volume again).
 func Unretire(dataset string) error {
 	_, err := exec.Command("zfs", "inherit", RetiredProperty, dataset).CombinedOutput()
@@ -152,7 +170,7 @@ func Prune(dataset, keep string) error {
 	}
 	var errs []error
 	for _, s := range snaps {
-		if s.Name == keep || !strings.HasPrefix(s.Short(), snapPrefix) {
+		if s.Name == keep || !strings.HasPrefix(Short(s.Name), snapPrefix) {
 			continue
 		}
 		if err := destroy(s.Name); err != nil {

@@ -35,13 +35,10 @@ const snapPrefix = "ferry-"
 const RetiredProperty = "ferry:retired"
 
 // Snapshot is a snapshot and its guid (the identity that survives send/receive).
-type Snapshot struct {
-	Name string `json:"name"` // dataset@snap
-	GUID string `json:"guid"`
-}
+type Snapshot = wire.ZFSSnapshot
 
-// Short is the part after '@'.
-func (s Snapshot) Short() string { return s.Name[strings.IndexByte(s.Name, '@')+1:] }
+// Short is the part of a snapshot's name after '@'.
+func Short(name string) string { return name[strings.IndexByte(name, '@')+1:] }
 
 // Snapshots lists a dataset's snapshots, oldest first, with their guids.
 func Snapshots(dataset string) ([]Snapshot, error) {

@@ -19,6 +19,7 @@ const (
 // Feature names exchanged in Hello. The effective set is the intersection.
 const (
 	FeatureFSRsync      = "fs:rsync"
+	FeatureFSZFS        = "fs:zfs"
 	FeatureImagesSFTP   = "images:sftp"
 	FeatureStreamLocal  = "streams:unix"
 	FeatureCommitFrozen = "commit:frozen" // target holds the restored copy frozen until COMMIT
@@ -84,12 +85,45 @@ type PreflightRequest struct {
 	Source      HostFacts `json:"source"`
 	ImageBytes  uint64    `json:"image_bytes"` // checkpoint size estimate (memory in use)
 	FSBytes     uint64    `json:"fs_bytes"`    // writable layer size
+	Volumes     []Volume  `json:"volumes,omitempty"`
+}
+
+// Volume is a host directory bind-mounted into the container. It lands on the target at the
+// same path.
+type Volume struct {
+	Name        string     `json:"name"` // vol-1, vol-2… in the spec's order
+	Path        string     `json:"path"`
+	Destination string     `json:"destination"` // inside the container
+	Bytes       uint64     `json:"bytes"`
+	ZFS         *ZFSVolume `json:"zfs,omitempty"` // set when Path is a mounted dataset's mountpoint
+}
+
+// ZFSVolume is the dataset behind a volume on the source.
+type ZFSVolume struct {
+	Dataset   string        `json:"dataset"`
+	Snapshots []ZFSSnapshot `json:"snapshots"` // oldest first
+}
+
+// ZFSSnapshot is a snapshot and its guid (its identity across send and receive).
+type ZFSSnapshot struct {
+	Name string `json:"name"` // dataset@snapshot
+	GUID string `json:"guid"`
+}
+
+// VolumeTarget is what the target can do for one volume.
+type VolumeTarget struct {
+	Name      string `json:"name"`
+	ZFS       bool   `json:"zfs"`                  // it can receive this volume with zfs
+	ZFSReason string `json:"zfs_reason,omitempty"` // why not
+	Dataset   string `json:"dataset,omitempty"`    // where it would receive
+	BaseGUID  string `json:"base_guid,omitempty"`  // newest snapshot both hosts have ("": full send)
 }
 
 // PreflightReply lists every problem found (empty: go ahead).
 type PreflightReply struct {
-	Target   HostFacts `json:"target"`
-	Problems []Problem `json:"problems,omitempty"`
+	Target   HostFacts      `json:"target"`
+	Problems []Problem      `json:"problems,omitempty"`
+	Volumes  []VolumeTarget `json:"volumes,omitempty"`
 }
 
 // PrepareRequest creates the container (metadata + writable layer, no task) on the target.
@@ -99,10 +133,14 @@ type PrepareRequest struct {
 	Mounts      []Mount   `json:"mounts"`
 }
 
-// Mount is one piece of the container's filesystem and the driver moving it.
+// Mount is one piece of the container's filesystem and the driver moving it: the plan.
 type Mount struct {
-	Name   string `json:"name"`   // "rootfs" for the writable layer
-	Driver string `json:"driver"` // "rsync"
+	Name     string `json:"name"`                // "rootfs" (the writable layer) or a volume's name
+	Driver   string `json:"driver"`              // "rsync" or "zfs"
+	Path     string `json:"path,omitempty"`      // volumes: the host path, the same on both hosts
+	Reason   string `json:"reason,omitempty"`    // why this driver (and why not a better one)
+	Dataset  string `json:"dataset,omitempty"`   // zfs: the target dataset receiving it
+	BaseGUID string `json:"base_guid,omitempty"` // zfs: the shared snapshot the first send starts from
 }
 
 // PrepareReply confirms.
