@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	ws "github.com/ferry-project/ferry/lab/workloadstate"
 )
@@ -94,6 +95,10 @@ type RunOptions struct {
 	MemMiB   int
 	DirtyMiB float64
 	Command  []string // instead of the workload
+	// Volume is PATH or PATH:zfs: a host directory under /srv (with :zfs, a dataset of the
+	// host's pool mounted there) bind-mounted at /data; the workload writes VolumeMiB to it.
+	Volume    string
+	VolumeMiB int
 }
 
 // HelperRun starts a container from the lab image on this host.
@@ -112,10 +117,22 @@ func HelperRun(ctx context.Context, host string, o RunOptions) error {
 	if workload {
 		args = []string{"/usr/local/bin/ferry-workload", "--mem", strconv.Itoa(o.MemMiB), "--dirty", strconv.FormatFloat(o.DirtyMiB, 'f', -1, 64)}
 	}
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithHostname(o.Name)}
+	var volPath, dataset string
+	if o.Volume != "" {
+		if volPath, dataset, err = makeVolume(ctx, o.Name, o.Volume); err != nil {
+			return err
+		}
+		specOpts = append(specOpts, oci.WithMounts([]specs.Mount{{Source: volPath, Destination: ws.VolumeDest, Type: "bind", Options: []string{"rbind", "rw"}}}))
+		if workload {
+			args = append(args, "--volume", ws.VolumeDest, "--volume-mib", strconv.Itoa(o.VolumeMiB))
+		}
+	}
+	specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	ctr, err := c.NewContainer(ctx, o.Name,
 		containerd.WithImage(img),
 		containerd.WithNewSnapshot(o.Name, img),
-		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(args...), oci.WithHostname(o.Name)),
+		containerd.WithNewSpec(specOpts...),
 		containerd.WithContainerLabels(map[string]string{"ferry-lab": "1"}),
 	)
 	if err != nil {
@@ -138,11 +155,11 @@ func HelperRun(ctx context.Context, host string, o RunOptions) error {
 		_ = ctr.Delete(ctx, containerd.WithSnapshotCleanup)
 		return err
 	}
-	rec := &ws.Record{Name: o.Name, Host: host, MemMiB: o.MemMiB, Created: time.Now(), Workload: workload}
+	rec := &ws.Record{Name: o.Name, Host: host, MemMiB: o.MemMiB, Created: time.Now(), Workload: workload, Volume: volPath, Dataset: dataset}
 	if workload {
 		// Wait for the workload's first state: its nonce identifies this very process.
 		var st ws.State
-		err := waitFor(ctx, 60*time.Second, func() error {
+		err := waitFor(ctx, 120*time.Second, func() error {
 			var err error
 			st, err = readWorkload(task.Pid())
 			return err
@@ -199,7 +216,6 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 		res.Problems = append(res.Problems, fmt.Sprintf("task %q on %s is %s, not running", name, host, status.Status))
 		return res, nil
 	}
-	since := time.Now()
 	s1, err := readWorkload(task.Pid())
 	if err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("%s does not publish the workload's state (%v): it is not the lab workload", name, err))
@@ -210,31 +226,43 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 		res.Problems = append(res.Problems, fmt.Sprintf("the workload in %s (nonce %s) is not a process the lab started as %s: it was restarted", name, s1.Nonce, name))
 		return res, nil
 	}
-	// Wait for a full verification pass that started after this check began.
+	// Ask the workload to verify all its memory and volume now, and wait for the answer.
+	id := fmt.Sprintf("check-%d", time.Now().UnixNano())
+	root := fmt.Sprintf("/proc/%d/root", task.Pid())
+	if err := os.WriteFile(root+ws.VerifyPath, []byte(id), 0o644); err != nil {
+		return nil, fmt.Errorf("ask the workload to verify: %w", err)
+	}
 	var s2 ws.State
-	err = waitFor(ctx, 90*time.Second, func() error {
+	err = waitFor(ctx, 120*time.Second, func() error {
 		var err error
 		if s2, err = readWorkload(task.Pid()); err != nil {
 			return err
 		}
-		if s2.LastPassStart < since.UnixMilli() {
-			return errors.New("waiting for a verification pass")
+		if s2.Verify == nil || s2.Verify.ID != id || s2.Counter <= s1.Counter {
+			return errors.New("the workload did not answer the verification request")
 		}
 		return nil
 	})
-	if err != nil && !strings.Contains(err.Error(), "verification pass") {
+	if err != nil && !strings.Contains(err.Error(), "verification request") {
 		return nil, err
 	}
-	ticks, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", task.Pid(), ws.TicksPath))
+	// The files are written after the counter advances: read them, then a state published after.
+	ticks, err := os.ReadFile(root + ws.TicksPath)
 	if err != nil {
 		res.Problems = append(res.Problems, "cannot read the ticks file: "+err.Error())
 	}
-	// The ticks file is written after the counter advances: take a state published after it.
+	var volLog []byte
+	if rec.Volume != "" {
+		if volLog, err = os.ReadFile(root + ws.VolumeDest + "/log"); err != nil {
+			res.Problems = append(res.Problems, "cannot read the volume's log: "+err.Error())
+		}
+	}
 	if s3, err := readWorkload(task.Pid()); err == nil && s3.Counter >= s2.Counter {
+		s3.Verify = s2.Verify
 		s2 = s3
 	}
 	res.State = s2
-	res.Problems = append(res.Problems, ws.Verify(*rec, s1, s2, ticks, since)...)
+	res.Problems = append(res.Problems, ws.Verify(*rec, s1, s2, id, ticks, volLog)...)
 	res.OK = len(res.Problems) == 0
 	if res.OK {
 		rec.Host, rec.LastCounter = host, s2.Counter

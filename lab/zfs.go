@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -45,4 +47,28 @@ func upZFS(ctx context.Context, h Host) error {
 func ZFSEnabled() bool {
 	st, err := readState()
 	return err == nil && st.ZFS
+}
+
+// makeVolume creates a lab volume on this host: spec is PATH or PATH:zfs, PATH under /srv (each
+// lab host has its own /srv, so the same path exists on every host).
+func makeVolume(ctx context.Context, name, spec string) (path, dataset string, err error) {
+	path, kind, _ := strings.Cut(spec, ":")
+	if !strings.HasPrefix(filepath.Clean(path), "/srv/") {
+		return "", "", fmt.Errorf("lab volumes live under /srv (each host has its own): %q", path)
+	}
+	path = filepath.Clean(path)
+	switch kind {
+	case "":
+		return path, "", os.MkdirAll(path, 0o755)
+	case "zfs":
+		dataset = ZFSVols + "/" + strings.NewReplacer("/", "-", ".", "-").Replace(strings.TrimPrefix(path, "/srv/"))
+		// A database-like record size: the workload rewrites 4 KiB blocks, and a bigger record
+		// would make each such write dirty (and resend) 128 KiB.
+		out, err := exec.CommandContext(ctx, "zfs", "create", "-o", "recordsize=4k", "-o", "mountpoint="+path, dataset).CombinedOutput()
+		if err != nil {
+			return "", "", fmt.Errorf("zfs create %s (is the lab up with --zfs?): %w: %s", dataset, err, strings.TrimSpace(string(out)))
+		}
+		return path, dataset, nil
+	}
+	return "", "", fmt.Errorf("volume %q: the kind after ':' can only be zfs", spec)
 }

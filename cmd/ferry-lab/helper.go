@@ -27,6 +27,8 @@ func newHelper() *cobra.Command {
 	}
 	run.Flags().IntVar(&o.MemMiB, "mem", 64, "")
 	run.Flags().Float64Var(&o.DirtyMiB, "dirty", 1, "")
+	run.Flags().StringVar(&o.Volume, "volume", "", "")
+	run.Flags().IntVar(&o.VolumeMiB, "volume-mib", 64, "")
 	h.AddCommand(run)
 	var output string
 	check := &cobra.Command{
@@ -42,8 +44,12 @@ func newHelper() *cobra.Command {
 				}
 			} else if res.OK {
 				s := res.State
-				fmt.Printf("%s on %s: OK — same process (nonce %s), counter %d, %d MiB verified (%d passes, 0 errors), %d ticks on disk\n",
-					res.Name, res.Host, s.Nonce, s.Counter, s.MemMiB, s.VerifyPasses, s.TicksLines)
+				vol := ""
+				if s.VolumeMiB > 0 {
+					vol = fmt.Sprintf(" and %d MiB of volume", s.VolumeMiB)
+				}
+				fmt.Printf("%s on %s: OK — same process (nonce %s), counter %d, %d MiB of memory%s verified in full (0 errors), %d ticks on disk\n",
+					res.Name, res.Host, s.Nonce, s.Counter, s.MemMiB, vol, s.TicksLines)
 			} else {
 				fmt.Printf("%s on %s: FAILED\n", res.Name, res.Host)
 				for _, p := range res.Problems {

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -68,14 +69,16 @@ func main() {
 	dirty := flag.Float64("dirty", 1, "MiB/s of memory to rewrite")
 	statePath := flag.String("state", ws.StatePath, "state file")
 	ticksPath := flag.String("ticks", ws.TicksPath, "ticks file (append-only, in the writable layer)")
+	volume := flag.String("volume", "", "directory of a volume to write to (blocks and a log)")
+	volumeMiB := flag.Int("volume-mib", 64, "MiB of blocks on the volume")
 	flag.Parse()
-	if err := run(*memMiB, *dirty, *statePath, *ticksPath); err != nil {
+	if err := run(*memMiB, *dirty, *statePath, *ticksPath, *volume, *volumeMiB); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-workload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(memMiB int, dirtyRate float64, statePath, ticksPath string) error {
+func run(memMiB int, dirtyRate float64, statePath, ticksPath, volDir string, volMiB int) error {
 	var nb [16]byte
 	if _, err := rand.Read(nb[:]); err != nil {
 		return err
@@ -100,6 +103,14 @@ func run(memMiB int, dirtyRate float64, statePath, ticksPath string) error {
 		return err
 	}
 	defer ticks.Close()
+	var vol *volume
+	if volDir != "" {
+		if vol, err = openVolume(volDir, volMiB, m.seed^0x5DEECE66D); err != nil {
+			return err
+		}
+		defer vol.close()
+		st.VolumeMiB = volMiB
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
@@ -122,6 +133,15 @@ func run(memMiB int, dirtyRate float64, statePath, ticksPath string) error {
 		case <-tick.C:
 		}
 		st.Counter++
+		if id, err := os.ReadFile(filepath.Join(filepath.Dir(statePath), filepath.Base(ws.VerifyPath))); err == nil {
+			st.Verify = verifyAll(m, vol, strings.TrimSpace(string(id)), scratch)
+			_ = os.Remove(filepath.Join(filepath.Dir(statePath), filepath.Base(ws.VerifyPath)))
+			st.UpdatedUnixMs = time.Now().UnixMilli()
+			_ = publish(statePath, &st)
+		}
+		if vol != nil {
+			vol.tick(&st, next)
+		}
 		for dirtyDebt += dirtyPerTick; dirtyDebt >= 1; dirtyDebt-- {
 			m.dirty(int(next() % uint64(m.pages)))
 			st.DirtiedPages++
@@ -147,12 +167,38 @@ func run(memMiB int, dirtyRate float64, statePath, ticksPath string) error {
 			} else {
 				st.TicksLines++
 			}
+			if vol != nil {
+				vol.logCounter(&st)
+			}
 			st.UpdatedUnixMs = time.Now().UnixMilli()
 			if err := publish(statePath, &st); err != nil {
 				fmt.Fprintln(os.Stderr, "ferry-workload: publish:", err)
 			}
 		}
 	}
+}
+
+// verifyAll checks every memory page and every volume block now.
+func verifyAll(m *memory, vol *volume, id string, scratch []uint64) *ws.Verification {
+	start := time.Now()
+	v := &ws.Verification{ID: id}
+	for i := 0; i < m.pages; i++ {
+		if !m.verify(i, scratch) {
+			v.MemErrors++
+			if v.FirstError == "" {
+				v.FirstError = fmt.Sprintf("memory page %d", i)
+			}
+		}
+	}
+	if vol != nil {
+		n, first := vol.verifyAll()
+		v.VolErrors = n
+		if v.FirstError == "" {
+			v.FirstError = first
+		}
+	}
+	v.Ms = time.Since(start).Milliseconds()
+	return v
 }
 
 func publish(path string, st *ws.State) error {

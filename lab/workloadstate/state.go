@@ -11,10 +11,12 @@ import (
 
 // Paths inside the container.
 const (
-	StatePath = "/run/ferry-workload/state.json" // on the container's /run tmpfs (moves with memory)
-	TicksPath = "/var/lib/ferry-workload/ticks"  // in the writable layer (moves with the filesystem)
-	TickEvery = 10 * time.Millisecond            // the counter's period
-	Publish   = 10                               // state and ticks are written every Publish ticks
+	StatePath  = "/run/ferry-workload/state.json" // on the container's /run tmpfs (moves with memory)
+	VerifyPath = "/run/ferry-workload/verify"     // check writes a request id here; the answer is State.Verify
+	TicksPath  = "/var/lib/ferry-workload/ticks"  // in the writable layer (moves with the filesystem)
+	VolumeDest = "/data"                          // where a lab volume is mounted in the container
+	TickEvery  = 10 * time.Millisecond            // the counter's period
+	Publish    = 10                               // state and ticks are written every Publish ticks
 )
 
 // State is what the workload publishes.
@@ -35,6 +37,25 @@ type State struct {
 	FirstError     string  `json:"first_error,omitempty"`
 	TicksLines     uint64  `json:"ticks_lines"` // lines appended to TicksPath
 	TicksError     string  `json:"ticks_error,omitempty"`
+
+	// The volume: a file of VolumeMiB of blocks rewritten like memory pages, and a log of
+	// counters appended like the ticks file.
+	VolumeMiB        int    `json:"volume_mib,omitempty"`
+	VolumeErrors     uint64 `json:"volume_errors,omitempty"`
+	VolumeFirstError string `json:"volume_first_error,omitempty"`
+	VolumeLogLines   uint64 `json:"volume_log_lines,omitempty"`
+	VolumeError      string `json:"volume_error,omitempty"` // an I/O error on the volume
+
+	Verify *Verification `json:"verify,omitempty"` // the answer to the last verification request
+}
+
+// Verification is a full pass over memory and volume, run on request.
+type Verification struct {
+	ID         string `json:"id"`
+	MemErrors  uint64 `json:"mem_errors"`
+	VolErrors  uint64 `json:"vol_errors"`
+	FirstError string `json:"first_error,omitempty"`
+	Ms         int64  `json:"ms"`
 }
 
 // Record is what the lab remembers of a workload it started.
@@ -45,12 +66,15 @@ type Record struct {
 	MemMiB      int       `json:"mem_mib"`
 	LastCounter uint64    `json:"last_counter"`
 	Created     time.Time `json:"created"`
-	Workload    bool      `json:"workload"` // false when started with a custom command
+	Workload    bool      `json:"workload"`          // false when started with a custom command
+	Volume      string    `json:"volume,omitempty"`  // host path of its volume, if any
+	Dataset     string    `json:"dataset,omitempty"` // the volume's ZFS dataset, if any
 }
 
-// Verify checks two states read a little apart (s1 before s2), after `since`, against the
-// record and the ticks file content. It returns every problem found; none means nothing was lost.
-func Verify(rec Record, s1, s2 State, ticks []byte, since time.Time) []string {
+// Verify checks two states read a little apart (s1 before s2, s2 carrying the answer to
+// verification request id), the record, and the ticks and volume log contents. It returns every
+// problem found; none means nothing was lost.
+func Verify(rec Record, s1, s2 State, id string, ticks, volLog []byte) []string {
 	var p []string
 	if s2.Nonce != rec.Nonce {
 		p = append(p, fmt.Sprintf("the workload is not the process that was started: nonce %q, want %q (it was restarted)", s2.Nonce, rec.Nonce))
@@ -70,8 +94,25 @@ func Verify(rec Record, s1, s2 State, ticks []byte, since time.Time) []string {
 	if s2.Errors > 0 {
 		p = append(p, fmt.Sprintf("memory is corrupt: %d pages differ from their expected content (first: %s)", s2.Errors, s2.FirstError))
 	}
-	if s2.LastPassStart < since.UnixMilli() {
-		p = append(p, fmt.Sprintf("no full memory verification pass has run since the check began (last started %s)", time.UnixMilli(s2.LastPassStart).Format(time.RFC3339Nano)))
+	switch v := s2.Verify; {
+	case v == nil || v.ID != id:
+		p = append(p, "the workload did not answer the verification request")
+	case v.MemErrors > 0 || v.VolErrors > 0:
+		p = append(p, fmt.Sprintf("full verification: %d memory pages and %d volume blocks differ from their expected content (first: %s)", v.MemErrors, v.VolErrors, v.FirstError))
+	}
+	if rec.Volume != "" {
+		if s2.VolumeMiB == 0 {
+			p = append(p, "the workload has no volume, but it was started with "+rec.Volume)
+		}
+		if s2.VolumeErrors > 0 {
+			p = append(p, fmt.Sprintf("the volume is corrupt: %d blocks differed (first: %s)", s2.VolumeErrors, s2.VolumeFirstError))
+		}
+		if s2.VolumeError != "" {
+			p = append(p, "the workload cannot use its volume: "+s2.VolumeError)
+		}
+		for _, q := range checkLog(volLog, s2.VolumeLogLines, s2.Counter) {
+			p = append(p, "volume log: "+q)
+		}
 	}
 	if s2.TicksError != "" {
 		p = append(p, "the workload cannot write its ticks file: "+s2.TicksError)
@@ -82,27 +123,30 @@ func Verify(rec Record, s1, s2 State, ticks []byte, since time.Time) []string {
 
 // VerifyTicks checks the ticks file: one line per publish, counters strictly consecutive
 // (Publish apart), none beyond what the workload had counted when s was published.
-func VerifyTicks(ticks []byte, s State) []string {
+func VerifyTicks(ticks []byte, s State) []string { return checkLog(ticks, s.TicksLines, s.Counter) }
+
+// checkLog checks a file of counters appended every Publish ticks.
+func checkLog(ticks []byte, written, counter uint64) []string {
 	lines := bytes.Split(bytes.TrimSuffix(ticks, []byte("\n")), []byte("\n"))
 	if len(ticks) == 0 {
 		lines = nil
 	}
-	if uint64(len(lines)) < s.TicksLines {
-		return []string{fmt.Sprintf("the ticks file has %d lines, the workload wrote %d: filesystem writes were lost", len(lines), s.TicksLines)}
+	if uint64(len(lines)) < written {
+		return []string{fmt.Sprintf("the file has %d lines, the workload wrote %d: filesystem writes were lost", len(lines), written)}
 	}
 	var prev uint64
 	for i, l := range lines {
 		v, err := strconv.ParseUint(string(l), 10, 64)
 		if err != nil {
-			return []string{fmt.Sprintf("ticks file line %d is %q: corrupt", i+1, l)}
+			return []string{fmt.Sprintf("line %d is %q: corrupt", i+1, l)}
 		}
 		if i > 0 && v != prev+Publish {
-			return []string{fmt.Sprintf("ticks file line %d jumps from %d to %d: filesystem writes were lost or repeated", i+1, prev, v)}
+			return []string{fmt.Sprintf("line %d jumps from %d to %d: filesystem writes were lost or repeated", i+1, prev, v)}
 		}
 		prev = v
 	}
-	if len(lines) > 0 && prev > s.Counter {
-		return []string{fmt.Sprintf("the ticks file ends at %d but the counter is only %d: the memory state is older than the filesystem", prev, s.Counter)}
+	if len(lines) > 0 && prev > counter {
+		return []string{fmt.Sprintf("the file ends at %d but the counter is only %d: the memory state is older than the filesystem", prev, counter)}
 	}
 	return nil
 }
