@@ -21,7 +21,7 @@ import (
 var (
 	// labMountPoints are the paths each lab host sees privately; ferry-lab creates the missing
 	// ones on the machine and must remove them again.
-	labMountPoints = []string{"/var/lib/containerd", "/run/containerd", "/var/lib/ferry", "/run/ferry", "/etc/ferry", "/root/.ssh", "/run/sshd"}
+	labMountPoints = []string{"/var/lib/containerd", "/run/containerd", "/var/lib/ferry", "/run/ferry", "/etc/ferry", "/root/.ssh", "/run/sshd", "/run/zfs", "/run/lock/zfs"}
 	existedBefore  = map[string]bool{}
 	skipReason     string // set when the suite cannot run here, printed by every test
 	binDir         string
@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 				existedBefore[p] = true
 			}
 		}
-		if out, err := labRun("up"); err != nil {
+		if out, err := labRun("up", "--zfs"); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: ferry-lab up: %v\n%s", err, out)
 			_, _ = labRun("down")
 			os.Exit(1)
@@ -150,6 +150,12 @@ func mustLab(t *testing.T, args ...string) string {
 
 // report is the part of ferry's JSON report the tests read.
 type report struct {
+	FSPlan []struct {
+		Name   string `json:"name"`
+		Driver string `json:"driver"`
+		Path   string `json:"path"`
+		Reason string `json:"reason"`
+	} `json:"fs_plan"`
 	ID         string  `json:"id"`
 	Outcome    string  `json:"outcome"`
 	Strategy   string  `json:"strategy"`
@@ -206,4 +212,25 @@ func containers(t *testing.T, host string) map[string]string {
 		}
 	}
 	return out
+}
+
+// bytesOf sums the report's streams whose name starts with prefix.
+func (r report) bytesOf(prefix string) int64 {
+	var n int64
+	for _, s := range r.Streams {
+		if strings.HasPrefix(s.Name, prefix) {
+			n += s.Bytes
+		}
+	}
+	return n
+}
+
+// planOf returns the plan entry of a mount.
+func (r report) planOf(name string) (driver, reason string) {
+	for _, m := range r.FSPlan {
+		if m.Name == name {
+			return m.Driver, m.Reason
+		}
+	}
+	return "", ""
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	ws "github.com/ferry-project/ferry/lab/workloadstate"
 )
@@ -24,12 +25,23 @@ type volume struct {
 	want   []byte
 }
 
+// openFile opens a plain blocking file descriptor, as most programs do. os.OpenFile would put it
+// in Go's epoll poller when the filesystem allows it (FUSE does), and CRIU cannot restore that
+// registration onto a filesystem whose files cannot be polled (ext4, OpenZFS).
+func openFile(path string, flags int) (*os.File, error) {
+	fd, err := syscall.Open(path, flags|syscall.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
 func openVolume(dir string, mib int, seed uint64) (*volume, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "blocks"), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := openFile(filepath.Join(dir, "blocks"), os.O_RDWR|os.O_CREATE|os.O_TRUNC)
 	if err != nil {
 		return nil, fmt.Errorf("volume: %w", err)
 	}
-	log, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_TRUNC, 0o644)
+	log, err := openFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|os.O_TRUNC)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("volume: %w", err)
