@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -132,4 +133,14 @@ func memoryUsage(st *checkpoint.RuncState) uint64 {
 		}
 	}
 	return 0
+}
+
+// ImageBlobs implements Source.
+func (s *LocalSource) ImageBlobs(ctx context.Context, name string) (wire.Descriptor, []wire.Descriptor, error) {
+	return s.RT.ImageBlobs(ctx, name)
+}
+
+// OpenBlob implements Source.
+func (s *LocalSource) OpenBlob(ctx context.Context, d wire.Descriptor) (io.ReadCloser, error) {
+	return s.RT.OpenBlob(ctx, d)
 }

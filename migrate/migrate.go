@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -37,6 +38,7 @@ import (
 	"github.com/ferry-project/ferry/snapshot"
 	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport"
+	"github.com/ferry-project/ferry/transport/blobstream"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
 )
@@ -57,6 +59,9 @@ type Source interface {
 	Dump(ctx context.Context, id, imagesDir, workDir string) (*checkpoint.DumpStats, error)
 	// Retire removes the frozen source copy (task, container, writable layer).
 	Retire(ctx context.Context, id string) error
+	// ImageBlobs and OpenBlob read an image's content (to ship it to a target that lacks it).
+	ImageBlobs(ctx context.Context, name string) (wire.Descriptor, []wire.Descriptor, error)
+	OpenBlob(ctx context.Context, d wire.Descriptor) (io.ReadCloser, error)
 }
 
 // SourceContainer is what the source knows of the container to move.
@@ -76,6 +81,8 @@ type Target interface {
 	Host() string
 	Preflight(ctx context.Context, req wire.PreflightRequest) (wire.PreflightReply, error)
 	Prepare(ctx context.Context, req wire.PrepareRequest) error
+	// Image asks which blobs of an image the target lacks, before they are streamed.
+	Image(ctx context.Context, req wire.ImageRequest) (wire.ImageReply, error)
 	OpenStream(ctx context.Context, h wire.StreamHeader) (transport.Stream, error)
 	Restore(ctx context.Context, req wire.RestoreRequest) (wire.RestoreReply, error)
 	Commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, error)
@@ -111,14 +118,15 @@ func NewID() string {
 }
 
 type run struct {
-	cfg    Config
-	log    *slog.Logger
-	rep    *Report
-	r      *revert.Reverter
-	sc     *SourceContainer
-	plan   []wire.Mount
-	frozen time.Time
-	dir    string
+	shipImage bool
+	cfg       Config
+	log       *slog.Logger
+	rep       *Report
+	r         *revert.Reverter
+	sc        *SourceContainer
+	plan      []wire.Mount
+	frozen    time.Time
+	dir       string
 }
 
 // planned is one mount of the plan with its driver and the driver's view of it.
@@ -228,6 +236,11 @@ func (m *run) run(ctx context.Context) (err error) {
 		_, err := c.Target.Abort(ctx, wire.AbortRequest{MigrationID: c.ID, Reason: "source rolled back"})
 		return err
 	})
+	if m.shipImage {
+		if err := m.phase("image", func() error { return m.sendImage(ctx) }); err != nil {
+			return err
+		}
+	}
 	if err := m.phase("prepare", func() error {
 		return c.Target.Prepare(ctx, wire.PrepareRequest{MigrationID: c.ID, Container: m.sc.Record, Mounts: m.plan})
 	}); err != nil {
@@ -370,6 +383,49 @@ func (m *run) run(ctx context.Context) (err error) {
 	return nil
 }
 
+// sendImage ships the container's image content to a target that lacks it (only the blobs it
+// lacks); the target checks every blob against its digest, then creates and unpacks the image.
+func (m *run) sendImage(ctx context.Context) error {
+	c, rec := m.cfg, m.sc.Record
+	target, blobs, err := c.Source.ImageBlobs(ctx, rec.Image)
+	if err != nil {
+		return err
+	}
+	reply, err := c.Target.Image(ctx, wire.ImageRequest{MigrationID: c.ID, Namespace: rec.Namespace, Name: rec.Image,
+		Snapshotter: rec.Snapshotter, Target: target, Blobs: blobs})
+	if err != nil {
+		return fmt.Errorf("ship image %s: %w", rec.Image, err)
+	}
+	var send []wire.Descriptor
+	for _, b := range blobs {
+		if slices.Contains(reply.Missing, b.Digest) {
+			send = append(send, b)
+		}
+	}
+	s, err := c.Target.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamBlobs, Name: "image"})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	n, err := blobstream.Send(ctx, s, send, func(d wire.Descriptor) (io.ReadCloser, error) { return c.Source.OpenBlob(ctx, d) })
+	m.rep.addStream("image", n)
+	if err != nil {
+		return fmt.Errorf("ship image %s: %w", rec.Image, err)
+	}
+	if err := s.CloseWrite(); err != nil {
+		return err
+	}
+	env, err := wire.NewConnRW(s, io.Discard, nil).Recv()
+	if err != nil {
+		return fmt.Errorf("ship image %s: no answer from the target: %w", rec.Image, err)
+	}
+	if env.Error != nil {
+		return fmt.Errorf("ship image %s: target: %w", rec.Image, env.Error)
+	}
+	m.log.Info("image shipped", "image", rec.Image, "blobs", len(send), "bytes", n)
+	return nil
+}
+
 // resolve learns the outcome of a COMMIT whose answer was lost. It returns (true, nil) if the
 // target committed, (false, nil) if it certainly did not (so rolling back is safe), or an
 // ErrInDoubt error if it cannot tell: then the source stays frozen and its checkpoint stays.
@@ -460,6 +516,7 @@ func (m *run) preflight(ctx context.Context) error {
 	for _, p := range reply.Problems {
 		problems = append(problems, p.Message+hint(p.Hint))
 	}
+	m.shipImage = reply.ImageMissing
 	m.plan = Plan(c.Source.Host(), c.Target.Host(), sc.Volumes, reply.Volumes)
 	m.rep.FSPlan = m.plan
 	var names []string

@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -54,6 +55,12 @@ func (s *fakeSource) Dump(_ context.Context, _, images, _ string) (*checkpoint.D
 	return &checkpoint.DumpStats{PagesWritten: 10}, os.WriteFile(filepath.Join(images, "pages-1.img"), []byte("p"), 0o600)
 }
 func (s *fakeSource) Retire(context.Context, string) error { s.add("retire"); return nil }
+func (s *fakeSource) ImageBlobs(context.Context, string) (wire.Descriptor, []wire.Descriptor, error) {
+	return wire.Descriptor{}, nil, errors.New("no images in this fake")
+}
+func (s *fakeSource) OpenBlob(context.Context, wire.Descriptor) (io.ReadCloser, error) {
+	return nil, errors.New("no images in this fake")
+}
 
 // fakeTarget fails where told to.
 type fakeTarget struct {
@@ -75,6 +82,9 @@ func (t *fakeTarget) Prepare(context.Context, wire.PrepareRequest) error {
 		return errors.New("prepare failed")
 	}
 	return nil
+}
+func (t *fakeTarget) Image(context.Context, wire.ImageRequest) (wire.ImageReply, error) {
+	return wire.ImageReply{}, errors.New("no images in this fake")
 }
 func (t *fakeTarget) OpenStream(context.Context, wire.StreamHeader) (transport.Stream, error) {
 	return nil, errors.New("no streams in this fake")

@@ -34,6 +34,7 @@ const (
 	undoZFSDestroy  = "zfs-destroy"  // destroy a dataset the migration received
 	undoZFSRollback = "zfs-rollback" // roll a base dataset back to the snapshot it had
 	undoZFSUnmount  = "zfs-unmount"  // unmount a dataset mounted for the restore
+	undoImage       = "image"        // delete an image the migration imported
 )
 
 // Undo is one persisted undo step.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/identifiers"
+	"github.com/distribution/reference"
 
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/config"
@@ -75,8 +76,9 @@ type server struct {
 	j         *Journal
 	rec       wire.Container
 	plan      []wire.Mount
-	mounts    map[string]string // mount name → target directory (rsync)
-	datasets  map[string]string // mount name → target dataset (zfs)
+	image     *wire.ImageRequest // an image whose blobs are being shipped
+	mounts    map[string]string  // mount name → target directory (rsync)
+	datasets  map[string]string  // mount name → target dataset (zfs)
 	imagesDir string
 	workDir   string
 	streams   map[net.Conn]bool
@@ -166,6 +168,13 @@ func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after
 			return nil, nil, err
 		}
 		return wire.PrepareReply{}, nil, s.prepare(ctx, req)
+	case wire.TypeImage:
+		var req wire.ImageRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		r, err := s.startImage(ctx, req)
+		return r, nil, err
 	case wire.TypeRestore:
 		var req wire.RestoreRequest
 		if err := env.Decode(&req); err != nil {
@@ -264,9 +273,7 @@ func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire
 	}
 	switch {
 	case digest == "":
-		reply.Problems = append(reply.Problems, wire.Problem{Code: "not_found",
-			Message: fmt.Sprintf("image %s is not on %s", c.Image, host),
-			Hint:    "pull or import it there first; this ferry does not ship image content yet"})
+		reply.ImageMissing = true // the source ships it before the freeze
 	case c.ImageDigest != "" && digest != c.ImageDigest:
 		reply.Problems = append(reply.Problems, wire.Problem{Code: "precondition",
 			Message: fmt.Sprintf("image %s on %s is not the same image as on %s (%.19s… vs %.19s…)", c.Image, host, req.Source.Host, digest, c.ImageDigest),
@@ -293,8 +300,11 @@ func validContainer(c wire.Container) error {
 func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.j != nil {
+	if s.j != nil && (s.j.ID != req.MigrationID || s.rec.ID != "") {
 		return fmt.Errorf("this session already prepared migration %s: %w", s.j.ID, errdefs.ErrInvalid)
+	}
+	if s.image != nil {
+		return fmt.Errorf("the image %s is still being shipped: %w", s.image.Name, errdefs.ErrProtocol)
 	}
 	c := req.Container
 	if err := ValidMigrationID(req.MigrationID); err != nil {
@@ -313,21 +323,10 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 	if err := failpoint.Inject("receiver/prepare"); err != nil {
 		return err
 	}
-	j, err := createJournal(s.cfg.StateDir, req.MigrationID)
-	if err != nil {
+	if err := s.begin(req.MigrationID); err != nil {
 		return err
 	}
-	s.j = j
-	if err := j.add(Undo{Kind: undoFile, Path: s.sock}); err != nil {
-		return err
-	}
-	dir := migrationDir(s.cfg.StateDir, req.MigrationID)
-	s.imagesDir, s.workDir = filepath.Join(dir, "images"), filepath.Join(dir, "work")
-	for _, d := range []string{s.imagesDir, s.workDir} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return err
-		}
-	}
+	j := s.j
 	if err := j.add(Undo{Kind: undoContainer, Namespace: c.Namespace, ID: c.ID, Intent: time.Now().Add(-time.Second)}); err != nil {
 		return err
 	}
@@ -348,6 +347,66 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 	}
 	s.log.Info("prepared", "migration", req.MigrationID, "container", c.ID, "rootfs", upper, "mounts", len(req.Mounts))
 	return nil
+}
+
+// begin creates the migration's journal and directories at its first change on this host.
+func (s *server) begin(id string) error {
+	if s.j != nil {
+		return nil
+	}
+	j, err := createJournal(s.cfg.StateDir, id)
+	if err != nil {
+		return err
+	}
+	s.j = j
+	if err := j.add(Undo{Kind: undoFile, Path: s.sock}); err != nil {
+		return err
+	}
+	dir := migrationDir(s.cfg.StateDir, id)
+	s.imagesDir, s.workDir = filepath.Join(dir, "images"), filepath.Join(dir, "work")
+	for _, d := range []string{s.imagesDir, s.workDir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startImage answers which blobs of an image the source must send, and registers the image's
+// undo before the import begins.
+func (s *server) startImage(ctx context.Context, req wire.ImageRequest) (wire.ImageReply, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := ValidMigrationID(req.MigrationID); err != nil {
+		return wire.ImageReply{}, err
+	}
+	if _, err := reference.ParseAnyReference(req.Name); err != nil || req.Snapshotter == "" {
+		return wire.ImageReply{}, fmt.Errorf("image name %q: %w", req.Name, errdefs.ErrInvalid)
+	}
+	for _, d := range append([]wire.Descriptor{req.Target}, req.Blobs...) {
+		if _, err := runtime.FromWire(d); err != nil {
+			return wire.ImageReply{}, err
+		}
+	}
+	rt, err := s.runtime(ctx, req.Namespace)
+	if err != nil {
+		return wire.ImageReply{}, err
+	}
+	if digest, _, err := rt.ImageDigest(ctx, req.Name, req.Snapshotter); err != nil || digest != "" {
+		return wire.ImageReply{}, fmt.Errorf("image %s appeared on this host meanwhile: %w", req.Name, errors.Join(err, errdefs.ErrConflict))
+	}
+	if err := s.begin(req.MigrationID); err != nil {
+		return wire.ImageReply{}, err
+	}
+	if err := s.j.add(Undo{Kind: undoImage, Namespace: req.Namespace, ID: req.Name, Intent: time.Now().Add(-time.Second)}); err != nil {
+		return wire.ImageReply{}, err
+	}
+	missing, err := rt.MissingBlobs(ctx, req.Blobs)
+	if err != nil {
+		return wire.ImageReply{}, err
+	}
+	s.image = &req
+	return wire.ImageReply{Missing: missing}, nil
 }
 
 func (s *server) state() string {

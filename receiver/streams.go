@@ -16,8 +16,10 @@ import (
 
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
+	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/rsync"
 	"github.com/ferry-project/ferry/snapshot/zfs"
+	"github.com/ferry-project/ferry/transport/blobstream"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
 )
@@ -107,7 +109,7 @@ func (s *server) serveStream(c net.Conn) {
 		return
 	}
 	s.streams[c] = true
-	dest, dataset, imagesDir := s.mounts[h.Name], s.datasets[h.Name], s.imagesDir
+	dest, dataset, imagesDir, image, rt := s.mounts[h.Name], s.datasets[h.Name], s.imagesDir, s.image, s.rt
 	s.mu.Unlock()
 	defer func() { s.mu.Lock(); delete(s.streams, c); s.mu.Unlock() }()
 
@@ -141,6 +143,23 @@ func (s *server) serveStream(c net.Conn) {
 			_ = wc.SendError(wire.TypeStream, err)
 			return
 		}
+		_ = wc.Send(wire.TypeStream, nil)
+	case wire.StreamBlobs:
+		if image == nil {
+			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no image is being shipped: %w", errdefs.ErrProtocol))
+			return
+		}
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			return
+		}
+		if err := s.importImage(rt, image, wc.Reader()); err != nil {
+			s.log.Warn("image import failed", "image", image.Name, "err", err)
+			_ = wc.SendError(wire.TypeStream, err)
+			return
+		}
+		s.mu.Lock()
+		s.image = nil
+		s.mu.Unlock()
 		_ = wc.Send(wire.TypeStream, nil)
 	case wire.StreamImages:
 		if err := wc.Send(wire.TypeStream, nil); err != nil {
@@ -176,4 +195,28 @@ func (f *faultReader) Read(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// importImage stores the shipped blobs (each checked against its digest) under a lease, then
+// creates and unpacks the image.
+func (s *server) importImage(rt *runtime.Client, img *wire.ImageRequest, r io.Reader) error {
+	ctx, release, err := rt.WithLease(context.Background())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = release(context.Background()) }()
+	wanted := map[string]bool{}
+	for _, b := range img.Blobs {
+		wanted[b.Digest] = true
+	}
+	err = blobstream.Receive(r, func(d wire.Descriptor, br io.Reader) error {
+		if !wanted[d.Digest] {
+			return fmt.Errorf("blob %s is not part of image %s: %w", d.Digest, img.Name, errdefs.ErrProtocol)
+		}
+		return rt.WriteBlob(ctx, d, br)
+	})
+	if err != nil {
+		return err
+	}
+	return rt.CreateImage(ctx, img.Name, img.Target, img.Snapshotter)
 }

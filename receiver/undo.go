@@ -39,6 +39,8 @@ func undo(ctx context.Context, cfg Config, j *Journal, log *slog.Logger) error {
 			err = zfs.RollbackTo(u.Path)
 		case undoZFSUnmount:
 			err = zfs.Park(u.Path)
+		case undoImage:
+			err = removeOwnImage(ctx, cfg, u)
 		default:
 			err = fmt.Errorf("unknown undo step %q", u.Kind)
 		}
@@ -77,6 +79,26 @@ func removeOwnContainer(ctx context.Context, cfg Config, u Undo) error {
 		return nil
 	}
 	return rt.Remove(ctx, u.ID)
+}
+
+// removeOwnImage deletes the image the migration imported, and only that one.
+func removeOwnImage(ctx context.Context, cfg Config, u Undo) error {
+	rt, err := runtime.Connect(ctx, cfg.ContainerdAddress, u.Namespace)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	created, err := rt.ImageCreatedAt(ctx, u.ID)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if created.Before(u.Intent) {
+		return nil
+	}
+	return rt.DeleteImage(ctx, u.ID)
 }
 
 // Abort undoes migration id on this host (for `ferry-receiver abort`): it waits for a live

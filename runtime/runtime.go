@@ -333,6 +333,11 @@ func (c *Client) Create(ctx context.Context, rec wire.Container) error {
 	if err != nil {
 		return classify(err, fmt.Sprintf("image %s on this host", rec.Image))
 	}
+	if ok, err := img.IsUnpacked(ctx, rec.Snapshotter); err == nil && !ok {
+		if err := img.Unpack(ctx, rec.Snapshotter); err != nil {
+			return fmt.Errorf("unpack image %s: %w", rec.Image, err)
+		}
+	}
 	withRecord := func(ctx context.Context, _ *containerd.Client, ci *containers.Container) error {
 		ci.Labels, ci.Image = rec.Labels, rec.Image
 		ci.Runtime = containers.RuntimeInfo{Name: rec.Runtime, Options: toAny(rec.RuntimeOptions)}

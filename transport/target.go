@@ -27,6 +27,12 @@ func (r *Receiver) Prepare(ctx context.Context, req wire.PrepareRequest) error {
 	return r.Conn.Call(ctx, wire.TypePrepare, req, nil)
 }
 
+// Image asks which blobs of an image the target lacks.
+func (r *Receiver) Image(ctx context.Context, req wire.ImageRequest) (wire.ImageReply, error) {
+	var reply wire.ImageReply
+	return reply, r.Conn.Call(ctx, wire.TypeImage, req, &reply)
+}
+
 // Restore restores the task (frozen) from the transferred images.
 func (r *Receiver) Restore(ctx context.Context, req wire.RestoreRequest) (wire.RestoreReply, error) {
 	var reply wire.RestoreReply

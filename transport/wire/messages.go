@@ -13,6 +13,7 @@ const (
 	TypeRestore   = "restore"
 	TypeCommit    = "commit"
 	TypeAbort     = "abort"
+	TypeImage     = "image"  // which image blobs the target lacks (before shipping them)
 	TypeStream    = "stream" // first message of a bulk stream
 )
 
@@ -121,9 +122,33 @@ type VolumeTarget struct {
 
 // PreflightReply lists every problem found (empty: go ahead).
 type PreflightReply struct {
-	Target   HostFacts      `json:"target"`
-	Problems []Problem      `json:"problems,omitempty"`
-	Volumes  []VolumeTarget `json:"volumes,omitempty"`
+	Target       HostFacts      `json:"target"`
+	Problems     []Problem      `json:"problems,omitempty"`
+	Volumes      []VolumeTarget `json:"volumes,omitempty"`
+	ImageMissing bool           `json:"image_missing,omitempty"` // the source must ship the image's content
+}
+
+// Descriptor is an OCI content descriptor.
+type Descriptor struct {
+	MediaType string `json:"media_type"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+}
+
+// ImageRequest starts shipping an image the target lacks: its target descriptor and every blob
+// it needs on this platform. The target creates the image once the blobs have arrived.
+type ImageRequest struct {
+	MigrationID string       `json:"migration_id"`
+	Namespace   string       `json:"namespace"`
+	Name        string       `json:"name"`
+	Snapshotter string       `json:"snapshotter"`
+	Target      Descriptor   `json:"target"`
+	Blobs       []Descriptor `json:"blobs"`
+}
+
+// ImageReply lists the digests of the blobs to send.
+type ImageReply struct {
+	Missing []string `json:"missing,omitempty"`
 }
 
 // PrepareRequest creates the container (metadata + writable layer, no task) on the target.
@@ -201,4 +226,5 @@ const (
 	StreamRsync  = "rsync"
 	StreamImages = "images" // sftp, confined to the migration's image directory
 	StreamZFS    = "zfs"    // a zfs send stream; the target answers with a message once received
+	StreamBlobs  = "blobs"  // image content (transport/blobstream); the target answers once imported
 )
