@@ -49,3 +49,10 @@ lab-down:
 
 clean: lab-down
 	rm -rf $(BIN)
+
+## bench-fs: filesystem drivers on the lab (JSON in bench/results/fs.json, a table on stdout)
+bench-fs: build
+	mkdir -p bench/results
+	-$(BIN)/ferry-lab down >/dev/null 2>&1
+	$(BIN)/ferry-lab up --zfs
+	$(BIN)/ferry-lab bench-fs --out bench/results/fs.json; s=$$?; $(BIN)/ferry-lab down; exit $$s

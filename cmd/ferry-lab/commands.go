@@ -188,3 +188,31 @@ func upDown(b bool) string {
 	}
 	return "DOWN"
 }
+
+func newBenchFS() *cobra.Command {
+	var out string
+	var size, repeat int
+	cmd := &cobra.Command{
+		Use:   "bench-fs",
+		Short: "Measure the filesystem drivers: bytes and time, downtime with a big volume vs an empty one (lab up --zfs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := lab.BenchFS(cmd.Context(), size, repeat, os.Stderr)
+			if err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if out != "" {
+				if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+					return err
+				}
+			}
+			fmt.Print(res.Markdown())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "write the JSON results to this file")
+	cmd.Flags().IntVar(&size, "size-mib", 1024, "MiB of data in the big volume")
+	cmd.Flags().IntVar(&repeat, "repeat", 3, "measured moves per case")
+	return cmd
+}

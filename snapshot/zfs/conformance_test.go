@@ -161,7 +161,6 @@ type env struct {
 	target map[string]string // migration id → target dataset
 	fresh  map[string]bool
 	base   map[string]string // migration id → target's base snapshot (for abort)
-	last   map[string]string // migration id → mount source (to find the plan again)
 }
 
 func pool(h snapshottest.Host) string {

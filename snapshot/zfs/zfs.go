@@ -197,8 +197,8 @@ func (d *Driver) send(ctx context.Context, m snapshot.Mount, from string, snap *
 	defer stop()
 	cw := &countingWriter{w: s}
 	if from != "" {
-		base, err := gozfs.GetDataset(from)
-		if err != nil {
+		var base *gozfs.Dataset
+		if base, err = gozfs.GetDataset(from); err != nil {
 			return 0, fmt.Errorf("zfs %s: base %s: %w", m.Name, from, err)
 		}
 		err = snap.IncrementalSend(base, cw)
