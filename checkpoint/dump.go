@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type DumpRequest struct {
 	LeaveRunning   bool
 	TCPEstablished bool
 	FileLocks      bool
+	// PageServer, when set, is a connected socket to a CRIU page server: memory pages go there
+	// instead of into ImagesDir (disk-less dump).
+	PageServer *os.File
 }
 
 // DumpStats are CRIU's own figures for a dump.
@@ -71,10 +75,39 @@ func Dump(ctx context.Context, req DumpRequest) (*DumpStats, error) {
 	opts.WorkDirFd = proto.Int32(int32(workDir.Fd()))
 
 	c := newCriu()
+	defer c.Cleanup()
+	if req.PageServer != nil {
+		// CRIU (swrk) uses the page server socket by number, so `criu swrk` must inherit it:
+		// a duplicate without close-on-exec lives only while the swrk process starts.
+		fd, err := unix.Dup(int(req.PageServer.Fd()))
+		if err != nil {
+			return nil, err
+		}
+		err = c.Prepare()
+		unix.Close(fd)
+		if err != nil {
+			return nil, fmt.Errorf("start criu: %w", err)
+		}
+		opts.Ps = &rpc.CriuPageServerInfo{Fd: proto.Int32(int32(fd))}
+	}
 	if err := c.Dump(opts, nil); err != nil {
 		return nil, fmt.Errorf("criu dump of pid %d: %w%s", st.InitProcessPid, err, LogErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
 	return readDumpStats(workDir)
+}
+
+// PageServer runs `criu page-server` on the connected socket conn, writing the pages it
+// receives into imagesDir (and its log into workDir), until the dump closes the connection.
+func PageServer(ctx context.Context, conn *os.File, imagesDir, workDir string) error {
+	cmd := exec.CommandContext(ctx, "criu", "page-server", "--ps-socket", "3",
+		"--images-dir", imagesDir, "--work-dir", workDir, "-o", "page-server.log", "-v4")
+	cmd.ExtraFiles = []*os.File{conn}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("criu page-server: %w: %s%s", err, strings.TrimSpace(out.String()), LogErrors(filepath.Join(workDir, "page-server.log")))
+	}
+	return nil
 }
 
 // dumpOptions builds the CRIU options runc 1.1 would use for this container, so that

@@ -172,9 +172,11 @@ type report struct {
 		Bytes int64  `json:"bytes"`
 	} `json:"streams"`
 	CRIU struct {
-		FrozenTimeMs  float64 `json:"frozen_time_ms"`
-		PagesWritten  uint64  `json:"pages_written"`
-		PagesRestored uint64  `json:"pages_restored"`
+		FrozenTimeMs   float64 `json:"frozen_time_ms"`
+		PagesWritten   uint64  `json:"pages_written"`
+		PagesRestored  uint64  `json:"pages_restored"`
+		LocalBytes     int64   `json:"local_bytes"`
+		LocalPageFiles int     `json:"local_page_files"`
 	} `json:"criu"`
 	Rollback []string `json:"rollback"`
 }

@@ -36,16 +36,16 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("report lacks phase %s (phases: %v)", p, rep.Phases)
 			}
 		}
-		var ckpt int64
-		for _, s := range rep.Streams {
-			if s.Name == "checkpoint" {
-				ckpt = s.Bytes
-			}
+		// Disk-less: the memory went straight to the target's page server; the source wrote only
+		// the small rest of the image set, and no page file at all.
+		pages := rep.bytesOf("pages")
+		if pages < 64<<20 {
+			t.Errorf("the pages stream carried %d bytes for a 64 MiB workload", pages)
 		}
-		if ckpt < 64<<20 {
-			t.Errorf("checkpoint stream carried %d bytes for a 64 MiB workload", ckpt)
+		if rep.CRIU.LocalPageFiles != 0 || rep.CRIU.LocalBytes > 4<<20 {
+			t.Errorf("the dump wrote %d page files, %d bytes on the source", rep.CRIU.LocalPageFiles, rep.CRIU.LocalBytes)
 		}
-		t.Logf("%s→%s: downtime %.0f ms, checkpoint %d bytes", from, to, rep.DowntimeMs, ckpt)
+		t.Logf("%s→%s: downtime %.0f ms, pages %d bytes streamed, %d bytes written locally", from, to, rep.DowntimeMs, pages, rep.CRIU.LocalBytes)
 		if tasks := mustLab(t, "exec", to, "--", "ctr", "task", "ls"); !strings.Contains(tasks, "RUNNING") || !strings.Contains(tasks, "web") {
 			t.Errorf("ctr task ls on %s:\n%s", to, tasks)
 		}
@@ -115,13 +115,13 @@ func TestNameTakenRefused(t *testing.T) {
 	}
 }
 
-// TestReceiverKilledMidTransfer: ferry-receiver dies (SIGKILL) in the middle of the checkpoint
-// transfer. The source resumes with nothing lost; the target is left clean.
+// TestReceiverKilledMidTransfer: ferry-receiver dies (SIGKILL) in the middle of the memory
+// transfer (the pages stream). The source resumes with nothing lost; the target is left clean.
 func TestReceiverKilledMidTransfer(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "big", "--mem", "128", "--dirty", "2")
 	defer mustLab(t, "rm", "a", "big")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/images-mid kill' > /etc/ferry/failpoints")
+	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/pages-mid kill' > /etc/ferry/failpoints")
 	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
 	rep, r := migrate(t, "a", "big", "b")
 	if r.code != 1 || rep.Outcome != "rolled_back" {

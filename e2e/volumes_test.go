@@ -101,7 +101,7 @@ func TestZFSVolumeAbortLeavesNothing(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "zab", "--mem", "32", "--volume", "/srv/zab:zfs", "--volume-mib", "32")
 	defer mustLab(t, "rm", "a", "zab")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/images-mid kill' > /etc/ferry/failpoints")
+	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/pages-mid kill' > /etc/ferry/failpoints")
 	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
 	rep, r := migrate(t, "a", "zab", "b")
 	if r.code != 1 || rep.Outcome != "rolled_back" {

@@ -82,7 +82,7 @@ func (s *LocalSource) Freeze(ctx context.Context, id string) error { return s.RT
 func (s *LocalSource) Thaw(ctx context.Context, id string) error { return s.RT.Resume(ctx, id) }
 
 // Dump implements Source: the tasks stay (frozen) after the dump.
-func (s *LocalSource) Dump(ctx context.Context, id, imagesDir, workDir string) (*checkpoint.DumpStats, error) {
+func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*checkpoint.DumpStats, error) {
 	info, err := s.RT.Inspect(ctx, id)
 	if err != nil {
 		return nil, err
@@ -95,7 +95,8 @@ func (s *LocalSource) Dump(ctx context.Context, id, imagesDir, workDir string) (
 	if err != nil {
 		return nil, err
 	}
-	return checkpoint.Dump(ctx, checkpoint.DumpRequest{State: st, ImagesDir: imagesDir, WorkDir: workDir, LeaveRunning: true})
+	return checkpoint.Dump(ctx, checkpoint.DumpRequest{State: st, ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir,
+		LeaveRunning: true, PageServer: spec.PageServer})
 }
 
 // Retire implements Source.

@@ -39,6 +39,7 @@ import (
 	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport"
 	"github.com/ferry-project/ferry/transport/blobstream"
+	"github.com/ferry-project/ferry/transport/relay"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
 )
@@ -56,12 +57,19 @@ type Source interface {
 	Describe(ctx context.Context, id string) (*SourceContainer, error)
 	Freeze(ctx context.Context, id string) error
 	Thaw(ctx context.Context, id string) error
-	Dump(ctx context.Context, id, imagesDir, workDir string) (*checkpoint.DumpStats, error)
+	Dump(ctx context.Context, id string, spec DumpSpec) (*checkpoint.DumpStats, error)
 	// Retire removes the frozen source copy (task, container, writable layer).
 	Retire(ctx context.Context, id string) error
 	// ImageBlobs and OpenBlob read an image's content (to ship it to a target that lacks it).
 	ImageBlobs(ctx context.Context, name string) (wire.Descriptor, []wire.Descriptor, error)
 	OpenBlob(ctx context.Context, d wire.Descriptor) (io.ReadCloser, error)
+}
+
+// DumpSpec says where a dump goes.
+type DumpSpec struct {
+	ImagesDir  string   // the image files (all of them, or all but the pages)
+	WorkDir    string   // CRIU's log and stats
+	PageServer *os.File // connected to the target's page server: pages go there, not to ImagesDir
 }
 
 // SourceContainer is what the source knows of the container to move.
@@ -102,8 +110,11 @@ type Config struct {
 	Target    Target
 	// Drivers by name ("rsync", "zfs"): the plan picks one per mount.
 	Drivers  map[string]snapshot.Driver
-	StateDir string // source-side working directory (checkpoint images): /var/lib/ferry
-	Log      *slog.Logger
+	StateDir string // source-side working directory: /var/lib/ferry
+	// RunDir holds the image files the dump writes locally (all but the pages, which stream to
+	// the target): a tmpfs, /run/ferry.
+	RunDir string
+	Log    *slog.Logger
 	// ResolveTimeout bounds the search for a lost COMMIT's outcome (default 1 minute).
 	ResolveTimeout time.Duration
 }
@@ -127,6 +138,7 @@ type run struct {
 	plan      []wire.Mount
 	frozen    time.Time
 	dir       string
+	pages     *wire.StreamSum
 }
 
 // planned is one mount of the plan with its driver and the driver's view of it.
@@ -172,6 +184,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = "/var/lib/ferry"
+	}
+	if cfg.RunDir == "" {
+		cfg.RunDir = "/run/ferry"
 	}
 	if cfg.ResolveTimeout == 0 {
 		cfg.ResolveTimeout = time.Minute
@@ -273,7 +288,7 @@ func (m *run) run(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	m.dir = filepath.Join(c.StateDir, "migrations", c.ID)
+	m.dir = filepath.Join(c.RunDir, "migrations", c.ID)
 	images, work := filepath.Join(m.dir, "images"), filepath.Join(m.dir, "work")
 	m.r.Add("remove the local checkpoint", func(context.Context) error { return os.RemoveAll(m.dir) })
 	if err := m.phase("dump", func() error {
@@ -285,10 +300,11 @@ func (m *run) run(ctx context.Context) (err error) {
 		if err := failpoint.Inject("source/dump"); err != nil {
 			return err
 		}
-		st, err := c.Source.Dump(ctx, c.Container, images, work)
+		st, err := m.dumpToPageServer(ctx, DumpSpec{ImagesDir: images, WorkDir: work})
 		if err != nil {
 			return err
 		}
+		m.rep.CRIU.LocalBytes, m.rep.CRIU.LocalPageFiles = localImages(images)
 		m.rep.CRIU.FrozenTimeMs, m.rep.CRIU.MemdumpTimeMs, m.rep.CRIU.MemwriteTimeMs = ms(st.FrozenTime), ms(st.MemdumpTime), ms(st.MemwriteTime)
 		m.rep.CRIU.PagesScanned, m.rep.CRIU.PagesWritten, m.rep.CRIU.PagesSkipped = st.PagesScanned, st.PagesWritten, st.PagesSkipped
 		return nil
@@ -322,7 +338,7 @@ func (m *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	if err := m.phase("restore", func() error {
-		rr, err := c.Target.Restore(ctx, wire.RestoreRequest{MigrationID: c.ID, Images: sums})
+		rr, err := c.Target.Restore(ctx, wire.RestoreRequest{MigrationID: c.ID, Images: sums, Pages: m.pages})
 		if err != nil {
 			return err
 		}
@@ -381,6 +397,62 @@ func (m *run) run(ctx context.Context) (err error) {
 		return nil
 	})
 	return nil
+}
+
+// dumpToPageServer dumps with the pages going straight to a page server on the target, through
+// a stream: nothing of the memory touches this host's disk, and sending overlaps dumping.
+func (m *run) dumpToPageServer(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
+	c := m.cfg
+	ps, err := c.Target.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamPages, Name: "pages"})
+	if err != nil {
+		return nil, err
+	}
+	defer ps.Close()
+	ours, theirs, err := relay.Pair()
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		sum relay.Sum
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := relay.Run(ours, ps)
+		// If the stream ended first (the target died), CRIU must not block writing into a socket
+		// nobody reads: closing it makes the dump fail, and the migration roll back.
+		ours.Close()
+		done <- result{sum, err}
+	}()
+	spec.PageServer = theirs
+	st, derr := c.Source.Dump(ctx, c.Container, spec)
+	theirs.Close() // CRIU has exited: this was the last copy of its end
+	r := <-done
+	m.rep.addStream("pages", r.sum.Bytes)
+	if derr != nil {
+		return nil, derr
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("streaming pages to %s: %w", c.Target.Host(), r.err)
+	}
+	m.pages = &wire.StreamSum{Bytes: r.sum.Bytes, Checksum: r.sum.Checksum}
+	return st, nil
+}
+
+// localImages measures what the dump wrote on this host: bytes, and how many page files.
+func localImages(dir string) (int64, int) {
+	ents, _ := os.ReadDir(dir)
+	var n int64
+	pages := 0
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil {
+			n += fi.Size()
+		}
+		if strings.HasPrefix(e.Name(), "pages-") {
+			pages++
+		}
+	}
+	return n, pages
 }
 
 // sendImage ships the container's image content to a target that lacks it (only the blobs it

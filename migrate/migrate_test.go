@@ -50,9 +50,12 @@ func (s *fakeSource) Describe(context.Context, string) (*SourceContainer, error)
 }
 func (s *fakeSource) Freeze(context.Context, string) error { s.add("freeze"); return nil }
 func (s *fakeSource) Thaw(context.Context, string) error   { s.add("thaw"); return nil }
-func (s *fakeSource) Dump(_ context.Context, _, images, _ string) (*checkpoint.DumpStats, error) {
+func (s *fakeSource) Dump(_ context.Context, _ string, spec DumpSpec) (*checkpoint.DumpStats, error) {
 	s.add("dump")
-	return &checkpoint.DumpStats{PagesWritten: 10}, os.WriteFile(filepath.Join(images, "pages-1.img"), []byte("p"), 0o600)
+	if spec.PageServer != nil {
+		_, _ = spec.PageServer.Write([]byte("pages"))
+	}
+	return &checkpoint.DumpStats{PagesWritten: 10}, os.WriteFile(filepath.Join(spec.ImagesDir, "core-1.img"), []byte("c"), 0o600)
 }
 func (s *fakeSource) Retire(context.Context, string) error { s.add("retire"); return nil }
 func (s *fakeSource) ImageBlobs(context.Context, string) (wire.Descriptor, []wire.Descriptor, error) {
@@ -141,6 +144,11 @@ func (f fakeFS) Abort(context.Context, snapshot.Mount) error  { f.add("fs-abort"
 type imagesTarget struct{ *fakeTarget }
 
 func (t imagesTarget) OpenStream(ctx context.Context, h wire.StreamHeader) (transport.Stream, error) {
+	if h.Kind == wire.StreamPages {
+		a, b := net.Pipe()
+		go func() { _, _ = io.Copy(io.Discard, b); b.Close() }()
+		return closingStream{a}, nil
+	}
 	a, b := net.Pipe()
 	dir, err := os.MkdirTemp("", "ferry-images-")
 	if err != nil {
@@ -157,13 +165,19 @@ type pipeStream struct{ net.Conn }
 
 func (p pipeStream) CloseWrite() error { return nil }
 
+// closingStream ends the whole pipe on CloseWrite (net.Pipe has no half-close): the page
+// server fake reads to the end, then the relay's other direction ends too.
+type closingStream struct{ net.Conn }
+
+func (p closingStream) CloseWrite() error { return p.Conn.Close() }
+
 func setup(t *testing.T, tgt *fakeTarget) (Config, *calls) {
 	c := &calls{}
 	tgt.calls = c
 	return Config{
 		ID: "m-test0001", Container: "web", Namespace: "default",
 		Source: &fakeSource{calls: c, status: "running"}, Target: tgt, Drivers: map[string]snapshot.Driver{"rsync": fakeFS{c}},
-		StateDir: t.TempDir(), ResolveTimeout: 300 * time.Millisecond,
+		StateDir: t.TempDir(), RunDir: t.TempDir(), ResolveTimeout: 300 * time.Millisecond,
 	}, c
 }
 
@@ -206,7 +220,7 @@ func TestFailureBeforeCommitRollsBack(t *testing.T) {
 		if at == "restore" && !c.has("thaw") {
 			t.Fatalf("%s: source not thawed: %v", at, c.log)
 		}
-		if _, err := os.Stat(filepath.Join(cfg.StateDir, "migrations", cfg.ID)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(cfg.RunDir, "migrations", cfg.ID)); !os.IsNotExist(err) {
 			t.Fatalf("%s: local checkpoint left behind", at)
 		}
 	}
@@ -286,7 +300,7 @@ func TestLostCommitInDoubt(t *testing.T) {
 	if c.has("thaw") || c.has("retire") {
 		t.Fatalf("in doubt, yet the source was touched: %v", c.log)
 	}
-	if _, err := os.Stat(filepath.Join(cfg.StateDir, "migrations", cfg.ID, "images", "pages-1.img")); err != nil {
+	if _, err := os.Stat(filepath.Join(cfg.RunDir, "migrations", cfg.ID, "images", "core-1.img")); err != nil {
 		t.Fatalf("the checkpoint must stay on disk: %v", err)
 	}
 	if !strings.Contains(err.Error(), "ferry-receiver status") {

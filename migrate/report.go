@@ -42,6 +42,9 @@ type CRIUStats struct {
 	PagesSkipped   uint64  `json:"pages_skipped_parent"`
 	PagesRestored  uint64  `json:"pages_restored"`
 	RestoreTimeMs  float64 `json:"restore_time_ms"`
+	// What the dump wrote on the source host (the pages stream to the target instead).
+	LocalBytes     int64 `json:"local_bytes"`
+	LocalPageFiles int   `json:"local_page_files"`
 }
 
 // Report is everything a migration did. The same struct feeds the human summary and JSON.

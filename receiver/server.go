@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,6 +78,7 @@ type server struct {
 	rec       wire.Container
 	plan      []wire.Mount
 	image     *wire.ImageRequest // an image whose blobs are being shipped
+	pages     *pagesResult       // the page server's stream, once it started
 	mounts    map[string]string  // mount name → target directory (rsync)
 	datasets  map[string]string  // mount name → target dataset (zfs)
 	imagesDir string
@@ -423,7 +425,10 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 	if s.state() != StatePrepared || req.MigrationID != s.j.ID {
 		return wire.RestoreReply{}, fmt.Errorf("restore in state %q: %w", s.state(), errdefs.ErrProtocol)
 	}
-	if err := sftpdir.Verify(s.imagesDir, req.Images); err != nil {
+	if err := s.checkPages(req.Pages); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	if err := sftpdir.Verify(s.imagesDir, req.Images, s.pageFile); err != nil {
 		return wire.RestoreReply{}, err
 	}
 	if err := failpoint.Inject("receiver/restore"); err != nil {
@@ -456,6 +461,36 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 	}
 	s.log.Info("restored and frozen (ready)", "pid", pid)
 	return reply, nil
+}
+
+// checkPages waits for the page server to finish and compares what it received with what the
+// source says it sent (bytes and checksum).
+func (s *server) checkPages(want *wire.StreamSum) error {
+	if want == nil {
+		return nil
+	}
+	ps := s.pages
+	if ps == nil {
+		return fmt.Errorf("the source sent pages but no page stream arrived: %w", errdefs.ErrProtocol)
+	}
+	select {
+	case <-ps.done:
+	case <-time.After(time.Minute):
+		return fmt.Errorf("the page server did not finish: %w", errdefs.ErrTransient)
+	}
+	if ps.err != nil {
+		return fmt.Errorf("receiving pages: %w", ps.err)
+	}
+	if ps.sum.Bytes != want.Bytes || ps.sum.Checksum != want.Checksum {
+		return fmt.Errorf("the page stream is corrupt or incomplete: received %d bytes (%s), sent %d (%s): %w",
+			ps.sum.Bytes, ps.sum.Checksum, want.Bytes, want.Checksum, errdefs.ErrProtocol)
+	}
+	return nil
+}
+
+// pageFile accepts, among the restore images, the files the page server wrote.
+func (s *server) pageFile(name string) bool {
+	return s.pages != nil && (strings.HasPrefix(name, "pages-") || strings.HasPrefix(name, "pagemap-")) && strings.HasSuffix(name, ".img")
 }
 
 // commit records the decision, then lets the restored task run.

@@ -14,12 +14,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
 	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/rsync"
 	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport/blobstream"
+	"github.com/ferry-project/ferry/transport/relay"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
 )
@@ -144,6 +146,28 @@ func (s *server) serveStream(c net.Conn) {
 			return
 		}
 		_ = wc.Send(wire.TypeStream, nil)
+	case wire.StreamPages:
+		s.mu.Lock()
+		if s.pages != nil {
+			s.mu.Unlock()
+			_ = wc.SendError(wire.TypeStream, fmt.Errorf("pages already received: %w", errdefs.ErrProtocol))
+			return
+		}
+		ps := &pagesResult{done: make(chan struct{})}
+		s.pages = ps
+		s.mu.Unlock()
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			ps.err = err
+			close(ps.done)
+			return
+		}
+		fr := &faultReader{point: "receiver/pages-mid", ReadWriteCloser: struct {
+			io.Reader
+			io.Writer
+			io.Closer
+		}{wc.Reader(), c, c}}
+		ps.sum, ps.err = s.servePages(fr, c.(*net.UnixConn), imagesDir)
+		close(ps.done)
 	case wire.StreamBlobs:
 		if image == nil {
 			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no image is being shipped: %w", errdefs.ErrProtocol))
@@ -165,7 +189,7 @@ func (s *server) serveStream(c net.Conn) {
 		if err := wc.Send(wire.TypeStream, nil); err != nil {
 			return
 		}
-		rw := &faultReader{ReadWriteCloser: struct {
+		rw := &faultReader{point: "receiver/images-mid", ReadWriteCloser: struct {
 			io.Reader
 			io.Writer
 			io.Closer
@@ -178,9 +202,11 @@ func (s *server) serveStream(c net.Conn) {
 	}
 }
 
-// faultReader lets tests kill the receiver in the middle of an image transfer.
+// faultReader lets tests inject a fault (failpoint `point`) in the middle of a transfer, once
+// more than 1 MiB has arrived.
 type faultReader struct {
 	io.ReadWriteCloser
+	point string
 	n     int64
 	fired bool
 }
@@ -190,7 +216,7 @@ func (f *faultReader) Read(p []byte) (int, error) {
 	f.n += int64(n)
 	if !f.fired && f.n > 1<<20 {
 		f.fired = true
-		if ferr := failpoint.Inject("receiver/images-mid"); ferr != nil {
+		if ferr := failpoint.Inject(f.point); ferr != nil {
 			return n, ferr
 		}
 	}
@@ -220,3 +246,37 @@ func (s *server) importImage(rt *runtime.Client, img *wire.ImageRequest, r io.Re
 	}
 	return rt.CreateImage(ctx, img.Name, img.Target, img.Snapshotter)
 }
+
+// pagesResult is what the page server received.
+type pagesResult struct {
+	done chan struct{}
+	sum  relay.Sum
+	err  error
+}
+
+// servePages relays the stream into `criu page-server`, which writes the pages into the restore
+// directory, and hashes what arrived.
+func (s *server) servePages(r io.Reader, c *net.UnixConn, imagesDir string) (relay.Sum, error) {
+	ours, theirs, err := relay.Pair()
+	if err != nil {
+		return relay.Sum{}, err
+	}
+	defer ours.Close()
+	psErr := make(chan error, 1)
+	go func() {
+		psErr <- checkpoint.PageServer(context.Background(), theirs, imagesDir, s.workDir)
+		theirs.Close() // our copy: its close is the end of the page server's side
+	}()
+	sum, rerr := relay.RunHashIn(ours, readWriteHalf{r, c})
+	return sum, errors.Join(rerr, <-psErr)
+}
+
+// readWriteHalf reads through the buffered reader that read the stream's header.
+type readWriteHalf struct {
+	io.Reader
+	c *net.UnixConn
+}
+
+func (h readWriteHalf) Write(p []byte) (int, error) { return h.c.Write(p) }
+func (h readWriteHalf) Close() error                { return h.c.Close() }
+func (h readWriteHalf) CloseWrite() error           { return h.c.CloseWrite() }

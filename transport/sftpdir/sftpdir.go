@@ -167,8 +167,9 @@ func (l listerAt) ListAt(out []os.FileInfo, off int64) (int, error) {
 	return n, nil
 }
 
-// Verify checks that dir holds exactly the files of sums, with the same sizes and SHA-256.
-func Verify(dir string, sums []wire.FileSum) error {
+// Verify checks that dir holds exactly the files of sums, with the same sizes and SHA-256, plus
+// files that extra accepts (nil: none).
+func Verify(dir string, sums []wire.FileSum, extra func(name string) bool) error {
 	want := map[string]wire.FileSum{}
 	for _, s := range sums {
 		want[s.Name] = s
@@ -177,15 +178,15 @@ func Verify(dir string, sums []wire.FileSum) error {
 	if err != nil {
 		return err
 	}
-	var extra []string
+	var unexpected []string
 	for _, e := range ents {
-		if _, ok := want[e.Name()]; !ok {
-			extra = append(extra, e.Name())
+		if _, ok := want[e.Name()]; !ok && (extra == nil || !extra(e.Name())) {
+			unexpected = append(unexpected, e.Name())
 		}
 	}
-	if len(extra) > 0 {
-		sort.Strings(extra)
-		return fmt.Errorf("unexpected files in %s: %v: %w", dir, extra, errdefs.ErrProtocol)
+	if len(unexpected) > 0 {
+		sort.Strings(unexpected)
+		return fmt.Errorf("unexpected files in %s: %v: %w", dir, unexpected, errdefs.ErrProtocol)
 	}
 	for _, s := range sums {
 		if err := ValidName(s.Name); err != nil {

@@ -37,7 +37,7 @@ func TestSendAndVerify(t *testing.T) {
 	if len(sums) != 4 || n != int64(len(big)+3) {
 		t.Fatalf("sums %d files, %d bytes", len(sums), n)
 	}
-	if err := Verify(dst, sums); err != nil {
+	if err := Verify(dst, sums, nil); err != nil {
 		t.Fatalf("verify: %v", err)
 	}
 	// One flipped byte is found.
@@ -45,14 +45,14 @@ func TestSendAndVerify(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	b[12345] ^= 1
 	_ = os.WriteFile(p, b, 0o600)
-	if err := Verify(dst, sums); !errors.Is(err, errdefs.ErrProtocol) || !strings.Contains(err.Error(), "corrupt") {
+	if err := Verify(dst, sums, nil); !errors.Is(err, errdefs.ErrProtocol) || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("corruption not found: %v", err)
 	}
 	// An extra file is found.
 	b[12345] ^= 1
 	_ = os.WriteFile(p, b, 0o600)
 	_ = os.WriteFile(filepath.Join(dst, "stray"), nil, 0o600)
-	if err := Verify(dst, sums); err == nil {
+	if err := Verify(dst, sums, nil); err == nil {
 		t.Fatal("extra file accepted")
 	}
 }

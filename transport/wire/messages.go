@@ -183,6 +183,15 @@ type FileSum struct {
 type RestoreRequest struct {
 	MigrationID string    `json:"migration_id"`
 	Images      []FileSum `json:"images"`
+	// Pages is what the dump sent to the target's page server (bytes, checksum), nil when the
+	// pages came as image files.
+	Pages *StreamSum `json:"pages,omitempty"`
+}
+
+// StreamSum is what went through a stream one way: bytes and a checksum ("crc32c:<hex>").
+type StreamSum struct {
+	Bytes    int64  `json:"bytes"`
+	Checksum string `json:"checksum"`
 }
 
 // RestoreReply reports READY.
@@ -227,4 +236,5 @@ const (
 	StreamImages = "images" // sftp, confined to the migration's image directory
 	StreamZFS    = "zfs"    // a zfs send stream; the target answers with a message once received
 	StreamBlobs  = "blobs"  // image content (transport/blobstream); the target answers once imported
+	StreamPages  = "pages"  // CRIU's page server protocol, from the dump to a page server on the target
 )
