@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -84,3 +85,39 @@ func lastLines(b []byte, n int) string {
 
 // newCriu returns a go-criu handle (criu is looked up on PATH, as runc does).
 func newCriu() *criu.Criu { return criu.MakeCriu() }
+
+// lazyPipePages is CRIU's PIPE_MAX_SIZE on x86-64 in pages ((1 << 3) * 4096 / 40): the pipe a
+// lazy dump's page server grows to serve pages.
+const lazyPipePages = 819
+
+// LazyDumpProblem says why a lazy (post-copy) dump would fail here, "" if it can run. CRIU's
+// lazy page server enlarges a pipe beyond fs.pipe-max-size, which needs CAP_SYS_RESOURCE; CRIU
+// 4.1 ignores the failure and breaks when the first page is asked for.
+func LazyDumpProblem() string {
+	if hasCap(24) { // CAP_SYS_RESOURCE
+		return ""
+	}
+	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
+	if err != nil {
+		return "cannot read fs.pipe-max-size: " + err.Error()
+	}
+	max, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if max >= lazyPipePages*4096 {
+		return ""
+	}
+	return fmt.Sprintf("post-copy needs CAP_SYS_RESOURCE or fs.pipe-max-size ≥ %d (it is %d): run sysctl -w fs.pipe-max-size=4194304", lazyPipePages*4096, max)
+}
+
+func hasCap(bit uint) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps>>bit&1 == 1
+		}
+	}
+	return false
+}

@@ -31,6 +31,11 @@ type DumpRequest struct {
 	// PageServer, when set, is a connected socket to a CRIU page server: memory pages go there
 	// instead of into ImagesDir (disk-less dump).
 	PageServer *os.File
+	// LazyPages (post-copy): the dump writes everything but the memory, then serves pages on
+	// PageServer to the target's lazy-pages daemon until it has them all; Dump returns then.
+	// Ready is closed as soon as the image files are complete and pages can be served.
+	LazyPages bool
+	Ready     chan<- struct{}
 }
 
 // DumpStats are CRIU's own figures for a dump.
@@ -89,11 +94,59 @@ func Dump(ctx context.Context, req DumpRequest) (*DumpStats, error) {
 			return nil, fmt.Errorf("start criu: %w", err)
 		}
 		opts.Ps = &rpc.CriuPageServerInfo{Fd: proto.Int32(int32(fd))}
+		if req.LazyPages {
+			// CRIU's RPC ignores a lazy dump's socket (and address): it would listen on TCP, on
+			// every interface, unauthenticated. Its configuration file, applied over the RPC
+			// options, can still name the socket.
+			conf := filepath.Join(req.WorkDir, "lazy-dump.conf")
+			if err := os.WriteFile(conf, []byte(fmt.Sprintf("ps-socket %d\n", fd)), 0o600); err != nil {
+				return nil, err
+			}
+			opts.Ps = &rpc.CriuPageServerInfo{Port: proto.Int32(0)}
+			opts.ConfigFile = proto.String(conf)
+			opts.LazyPages = proto.Bool(true)
+			ready, err := statusPipe(req.Ready)
+			if err != nil {
+				return nil, err
+			}
+			defer ready.Close()
+			opts.StatusFd = proto.Int32(int32(ready.Fd())) // CRIU opens it through /proc
+		}
 	}
 	if err := c.Dump(opts, nil); err != nil {
 		return nil, fmt.Errorf("criu dump of pid %d: %w%s", st.InitProcessPid, err, LogErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
 	return readDumpStats(workDir)
+}
+
+// statusPipe returns the write end of a pipe CRIU writes to once a lazy dump's images are
+// complete; a goroutine closes ready when that happens.
+func statusPipe(ready chan<- struct{}) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer r.Close()
+		b := make([]byte, 1)
+		if n, _ := r.Read(b); n == 1 && ready != nil {
+			close(ready)
+		}
+	}()
+	return w, nil
+}
+
+// LazyPagesDaemon starts `criu lazy-pages` for a post-copy restore: it listens in workDir for the
+// restore and fetches pages over conn from the source's lazy dump, on demand and in the
+// background, until it has them all (then it exits 0).
+func LazyPagesDaemon(conn *os.File, imagesDir, workDir string) (*exec.Cmd, error) {
+	cmd := exec.Command("criu", "lazy-pages", "--page-server", "--ps-socket", "3",
+		"--images-dir", imagesDir, "--work-dir", workDir, "-o", "lazy-pages.log", "-v4")
+	cmd.ExtraFiles = []*os.File{conn}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start criu lazy-pages: %w", err)
+	}
+	return cmd, nil
 }
 
 // PageServer runs `criu page-server` on the connected socket conn, writing the pages it

@@ -23,6 +23,7 @@ var (
 	// ones on the machine and must remove them again.
 	labMountPoints = []string{"/var/lib/containerd", "/run/containerd", "/var/lib/ferry", "/run/ferry", "/etc/ferry", "/root/.ssh", "/run/sshd", "/run/zfs", "/run/lock/zfs"}
 	existedBefore  = map[string]bool{}
+	pipeMaxBefore  []byte
 	skipReason     string // set when the suite cannot run here, printed by every test
 	binDir         string
 	repoRoot       string
@@ -44,6 +45,7 @@ func TestMain(m *testing.M) {
 				existedBefore[p] = true
 			}
 		}
+		pipeMaxBefore, _ = os.ReadFile("/proc/sys/fs/pipe-max-size")
 		if out, err := labRun("up", "--zfs"); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: ferry-lab up: %v\n%s", err, out)
 			_, _ = labRun("down")
@@ -156,13 +158,15 @@ type report struct {
 		Path   string `json:"path"`
 		Reason string `json:"reason"`
 	} `json:"fs_plan"`
-	ID         string  `json:"id"`
-	Outcome    string  `json:"outcome"`
-	Strategy   string  `json:"strategy"`
-	FSDriver   string  `json:"fs_driver"`
-	DowntimeMs float64 `json:"downtime_ms"`
-	Error      string  `json:"error"`
-	Phases     []struct {
+	ID             string  `json:"id"`
+	Outcome        string  `json:"outcome"`
+	Strategy       string  `json:"strategy"`
+	StrategyReason string  `json:"strategy_reason"`
+	ResidencyMs    float64 `json:"residency_ms"`
+	FSDriver       string  `json:"fs_driver"`
+	DowntimeMs     float64 `json:"downtime_ms"`
+	Error          string  `json:"error"`
+	Phases         []struct {
 		Name    string  `json:"name"`
 		StartMs float64 `json:"start_ms"`
 		EndMs   float64 `json:"end_ms"`
@@ -181,10 +185,14 @@ type report struct {
 	Rollback []string `json:"rollback"`
 }
 
-// migrate runs `ferry migrate NAME TO --output json` on host from.
-func migrate(t *testing.T, from, name, to string) (report, result) {
+// migrate runs `ferry migrate NAME TO --output json [flags]` on host from (stop-copy unless the
+// flags say otherwise: most tests are about something else than the strategy).
+func migrate(t *testing.T, from, name, to string, flags ...string) (report, result) {
 	t.Helper()
-	r := lab(t, "exec", from, "--", "ferry", "migrate", name, to, "--output", "json")
+	if len(flags) == 0 {
+		flags = []string{"--strategy", "stop-copy"}
+	}
+	r := lab(t, append([]string{"exec", from, "--", "ferry", "migrate", name, to, "--output", "json"}, flags...)...)
 	var rep report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("ferry migrate printed no JSON report (%v)\nstdout: %s\nstderr: %s", err, r.stdout, r.stderr)

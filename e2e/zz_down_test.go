@@ -24,6 +24,9 @@ func TestZZLabDownLeavesNothing(t *testing.T) {
 			t.Errorf("mount point %s created by the lab remains", p)
 		}
 	}
+	if now, _ := os.ReadFile("/proc/sys/fs/pipe-max-size"); string(now) != string(pipeMaxBefore) {
+		t.Errorf("fs.pipe-max-size is %s, it was %s before the lab", now, pipeMaxBefore)
+	}
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, l := range strings.Split(string(mi), "\n") {
 		if strings.Contains(l, "ferry-lab") {

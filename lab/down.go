@@ -65,6 +65,11 @@ func Down(ctx context.Context, o DownOptions) error {
 	if err := os.RemoveAll(RunDir); err != nil {
 		errs = append(errs, err)
 	}
+	if st != nil && st.PipeMaxSize > 0 {
+		if err := os.WriteFile(pipeMaxSize, []byte(fmt.Sprint(st.PipeMaxSize)), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", pipeMaxSize, err))
+		}
+	}
 	if st != nil {
 		for i := len(st.Created) - 1; i >= 0; i-- {
 			// Only empty directories: anything a host wrote lives under StateDir, not here.

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,14 +23,18 @@ import (
 
 // upState is written when the lab is up; down reads it.
 type upState struct {
-	Hosts   []string  `json:"hosts"`
-	Created []string  `json:"created"` // mount points created on the real machine, removed by down
-	Bin     string    `json:"bin"`     // directory of the ferry binaries
-	ZFS     bool      `json:"zfs"`     // each host has a zfs-fuse pool
-	Started time.Time `json:"started"`
+	Hosts   []string `json:"hosts"`
+	Created []string `json:"created"` // mount points created on the real machine, removed by down
+	Bin     string   `json:"bin"`     // directory of the ferry binaries
+	ZFS     bool     `json:"zfs"`     // each host has a zfs-fuse pool
+	// PipeMaxSize is fs.pipe-max-size before the lab raised it (0: untouched); down restores it.
+	PipeMaxSize int       `json:"pipe_max_size,omitempty"`
+	Started     time.Time `json:"started"`
 }
 
 func statePath() string { return filepath.Join(StateDir, "up.json") }
+
+const pipeMaxSize = "/proc/sys/fs/pipe-max-size"
 
 func readState() (*upState, error) {
 	b, err := os.ReadFile(statePath())
@@ -160,6 +165,19 @@ func Up(ctx context.Context, o UpOptions) (err error) {
 		return fmt.Errorf("make %s private: %w", RunDir, err)
 	}
 
+	// Post-copy: CRIU's lazy page server needs pipes bigger than fs.pipe-max-size, which root
+	// without CAP_SYS_RESOURCE (as on these machines) cannot get otherwise.
+	if b, err := os.ReadFile(pipeMaxSize); err == nil {
+		if cur, _ := strconv.Atoi(strings.TrimSpace(string(b))); cur > 0 && cur < 4<<20 {
+			st.PipeMaxSize = cur
+			if err := writeState(st); err != nil {
+				return err
+			}
+			if err := os.WriteFile(pipeMaxSize, []byte("4194304"), 0o644); err != nil {
+				return fmt.Errorf("raise %s: %w", pipeMaxSize, err)
+			}
+		}
+	}
 	keys, err := makeKeys()
 	if err != nil {
 		return err

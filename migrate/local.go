@@ -96,7 +96,7 @@ func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*chec
 		return nil, err
 	}
 	return checkpoint.Dump(ctx, checkpoint.DumpRequest{State: st, ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir,
-		LeaveRunning: true, PageServer: spec.PageServer})
+		LeaveRunning: true, PageServer: spec.PageServer, LazyPages: spec.LazyPages, Ready: spec.Ready})
 }
 
 // Retire implements Source.

@@ -70,6 +70,10 @@ type DumpSpec struct {
 	ImagesDir  string   // the image files (all of them, or all but the pages)
 	WorkDir    string   // CRIU's log and stats
 	PageServer *os.File // connected to the target's page server: pages go there, not to ImagesDir
+	// LazyPages (post-copy): pages are served on PageServer until the target has them all;
+	// Ready is closed when the image files are complete.
+	LazyPages bool
+	Ready     chan<- struct{}
 }
 
 // SourceContainer is what the source knows of the container to move.
@@ -94,6 +98,10 @@ type Target interface {
 	OpenStream(ctx context.Context, h wire.StreamHeader) (transport.Stream, error)
 	Restore(ctx context.Context, req wire.RestoreRequest) (wire.RestoreReply, error)
 	Commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, error)
+	// Resident waits, after a post-copy commit, until the target has every page.
+	Resident(ctx context.Context, req wire.ResidentRequest) (wire.ResidentReply, error)
+	// Probe measures the link by sending n bytes; it returns bytes per second.
+	Probe(ctx context.Context, n int64) (float64, error)
 	// Abort undoes the migration on the target, over the control channel or, if that is gone,
 	// out of band. It reports the target's state afterwards ("aborted", "absent", "committed").
 	Abort(ctx context.Context, req wire.AbortRequest) (string, error)
@@ -117,9 +125,19 @@ type Config struct {
 	Log    *slog.Logger
 	// ResolveTimeout bounds the search for a lost COMMIT's outcome (default 1 minute).
 	ResolveTimeout time.Duration
+	// Strategy is how memory moves: Auto (Choose decides), StopCopy (default), PreCopy,
+	// PostCopy.
+	Strategy string
+	// MaxDowntime is what Auto aims for (default DefaultMaxDowntime).
+	MaxDowntime time.Duration
 }
 
-const strategyStopCopy = "stop-copy"
+// Memory strategies.
+const (
+	StopCopy = "stop-copy"
+	PreCopy  = "pre-copy"
+	PostCopy = "post-copy"
+)
 
 // NewID returns a fresh migration id.
 func NewID() string {
@@ -129,6 +147,7 @@ func NewID() string {
 }
 
 type run struct {
+	strategy  string // chosen in preflight
 	shipImage bool
 	cfg       Config
 	log       *slog.Logger
@@ -139,6 +158,7 @@ type run struct {
 	frozen    time.Time
 	dir       string
 	pages     *wire.StreamSum
+	lazy      chan lazyResult // post-copy: the lazy dump, serving pages until the target has them
 }
 
 // planned is one mount of the plan with its driver and the driver's view of it.
@@ -191,12 +211,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.ResolveTimeout == 0 {
 		cfg.ResolveTimeout = time.Minute
 	}
+	if cfg.Strategy == "" {
+		cfg.Strategy = StopCopy
+	}
+	if cfg.MaxDowntime == 0 {
+		cfg.MaxDowntime = DefaultMaxDowntime
+	}
 	m := &run{
 		cfg: cfg, log: cfg.Log.With("migration", cfg.ID, "container", cfg.Container),
 		rep: &Report{
 			ID: cfg.ID, Container: cfg.Container, Namespace: cfg.Namespace,
 			Source: cfg.Source.Host(), Target: cfg.Target.Host(),
-			Strategy: strategyStopCopy, StartedAt: time.Now(),
+			Strategy: cfg.Strategy, StartedAt: time.Now(),
 		},
 	}
 	m.r = revert.New(m.log)
@@ -300,9 +326,19 @@ func (m *run) run(ctx context.Context) (err error) {
 		if err := failpoint.Inject("source/dump"); err != nil {
 			return err
 		}
-		st, err := m.dumpToPageServer(ctx, DumpSpec{ImagesDir: images, WorkDir: work})
+		spec := DumpSpec{ImagesDir: images, WorkDir: work}
+		var st *checkpoint.DumpStats
+		var err error
+		if m.strategy == PostCopy {
+			err = m.startLazyDump(ctx, spec)
+		} else {
+			st, err = m.dumpToPageServer(ctx, spec)
+		}
 		if err != nil {
 			return err
+		}
+		if st == nil {
+			st = &checkpoint.DumpStats{} // a lazy dump's stats come when it ends
 		}
 		m.rep.CRIU.LocalBytes, m.rep.CRIU.LocalPageFiles = localImages(images)
 		m.rep.CRIU.FrozenTimeMs, m.rep.CRIU.MemdumpTimeMs, m.rep.CRIU.MemwriteTimeMs = ms(st.FrozenTime), ms(st.MemdumpTime), ms(st.MemwriteTime)
@@ -338,7 +374,7 @@ func (m *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	if err := m.phase("restore", func() error {
-		rr, err := c.Target.Restore(ctx, wire.RestoreRequest{MigrationID: c.ID, Images: sums, Pages: m.pages})
+		rr, err := c.Target.Restore(ctx, wire.RestoreRequest{MigrationID: c.ID, Images: sums, Pages: m.pages, Lazy: m.strategy == PostCopy})
 		if err != nil {
 			return err
 		}
@@ -376,6 +412,12 @@ func (m *run) run(ctx context.Context) (err error) {
 	committed = true
 	m.r.Success()
 	m.rep.Outcome = OutcomeCommitted
+	if m.strategy == PostCopy {
+		if err := m.phase("residency", func() error { return m.waitResident(cctx) }); err != nil {
+			// The target runs but lacks pages: keep the source's frozen copy for the operator.
+			return fmt.Errorf("committed, but post-copy did not complete: %w. The target copy may fail when it touches memory it lacks; the source copy stays frozen on %s (its memory is intact)", err, c.Source.Host())
+		}
+	}
 	_ = m.phase("retire-source", func() error {
 		var errs []error
 		if err := c.Source.Retire(cctx, c.Container); err != nil {
@@ -437,6 +479,94 @@ func (m *run) dumpToPageServer(ctx context.Context, spec DumpSpec) (*checkpoint.
 	}
 	m.pages = &wire.StreamSum{Bytes: r.sum.Bytes, Checksum: r.sum.Checksum}
 	return st, nil
+}
+
+type lazyResult struct {
+	st  *checkpoint.DumpStats
+	sum relay.Sum
+	err error
+}
+
+// startLazyDump starts post-copy's dump: everything but the memory is written locally; the
+// memory stays in the frozen tasks and is served, through the "lazy" stream, to the target's
+// lazy-pages daemon until it has every page. It returns once the image files are complete.
+func (m *run) startLazyDump(ctx context.Context, spec DumpSpec) error {
+	c := m.cfg
+	ls, err := c.Target.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamLazy, Name: "pages"})
+	if err != nil {
+		return err
+	}
+	ours, theirs, err := relay.Pair()
+	if err != nil {
+		ls.Close()
+		return err
+	}
+	relayed := make(chan relayResult, 1)
+	go func() {
+		sum, err := relay.Run(ours, ls)
+		ours.Close() // the stream ended: a dump still serving must stop, not block
+		ls.Close()
+		relayed <- relayResult{sum, err}
+	}()
+	ready := make(chan struct{})
+	spec.PageServer, spec.LazyPages, spec.Ready = theirs, true, ready
+	m.lazy = make(chan lazyResult, 1)
+	go func() {
+		st, err := c.Source.Dump(context.WithoutCancel(ctx), c.Container, spec)
+		theirs.Close()
+		r := <-relayed
+		m.lazy <- lazyResult{st, r.sum, errors.Join(err, r.err)}
+	}()
+	// Until the commit, a rollback must stop the serving dump (it leaves the tasks frozen as they
+	// were) before the source is thawed.
+	m.r.Add("stop serving pages", func(context.Context) error {
+		ls.Close()
+		<-m.lazy
+		return nil
+	})
+	select {
+	case <-ready:
+		return nil
+	case r := <-m.lazy:
+		m.lazy <- r
+		if r.err != nil {
+			return r.err
+		}
+		return fmt.Errorf("the lazy dump ended before its images were ready: %w", errdefs.ErrTransient)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type relayResult struct {
+	sum relay.Sum
+	err error
+}
+
+// waitResident waits until the target has every page and the source's lazy dump has ended.
+func (m *run) waitResident(ctx context.Context) error {
+	c := m.cfg
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
+	defer cancel()
+	_, terr := c.Target.Resident(ctx, wire.ResidentRequest{MigrationID: c.ID})
+	var r lazyResult
+	select {
+	case r = <-m.lazy:
+	case <-ctx.Done():
+		return errors.Join(terr, ctx.Err())
+	}
+	m.rep.addStream("pages", r.sum.Bytes)
+	m.rep.ResidencyMs = m.rep.since(time.Now()) - m.rep.since(m.frozen)
+	if r.st != nil {
+		m.rep.CRIU.FrozenTimeMs, m.rep.CRIU.PagesWritten, m.rep.CRIU.PagesLazy = ms(r.st.FrozenTime), r.st.PagesWritten, r.st.PagesLazy
+	}
+	if terr != nil {
+		return fmt.Errorf("the target's lazy-pages daemon: %w", terr)
+	}
+	if r.err != nil {
+		return fmt.Errorf("the source's lazy dump: %w", r.err)
+	}
+	return nil
 }
 
 // localImages measures what the dump wrote on this host: bytes, and how many page files.
@@ -589,6 +719,27 @@ func (m *run) preflight(ctx context.Context) error {
 		problems = append(problems, p.Message+hint(p.Hint))
 	}
 	m.shipImage = reply.ImageMissing
+	in := StrategyInput{Requested: c.Strategy, MaxDowntime: c.MaxDowntime, Source: facts, Target: reply.Target, MemoryBytes: sc.MemoryBytes}
+	if c.Strategy == Auto {
+		// The best of three short probes: a cold or disturbed one only ever reads low.
+		for i := 0; i < 3; i++ {
+			bps, err := c.Target.Probe(ctx, 24<<20)
+			if err != nil {
+				m.log.Warn("link probe failed", "err", err)
+				break
+			}
+			in.LinkBps = max(in.LinkBps, bps)
+		}
+		m.rep.LinkMBps = in.LinkBps / 1e6
+	}
+	choice, err := Choose(in)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	m.strategy, m.rep.Strategy, m.rep.StrategyReason = choice.Strategy, choice.Strategy, choice.Reason
+	if choice.Estimate > 0 {
+		m.rep.EstimatedStopCopyMs = ms(choice.Estimate)
+	}
 	m.plan = Plan(c.Source.Host(), c.Target.Host(), sc.Volumes, reply.Volumes)
 	m.rep.FSPlan = m.plan
 	var names []string

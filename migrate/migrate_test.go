@@ -86,6 +86,10 @@ func (t *fakeTarget) Prepare(context.Context, wire.PrepareRequest) error {
 	}
 	return nil
 }
+func (t *fakeTarget) Resident(context.Context, wire.ResidentRequest) (wire.ResidentReply, error) {
+	return wire.ResidentReply{}, nil
+}
+func (t *fakeTarget) Probe(context.Context, int64) (float64, error) { return 500e6, nil }
 func (t *fakeTarget) Image(context.Context, wire.ImageRequest) (wire.ImageReply, error) {
 	return wire.ImageReply{}, errors.New("no images in this fake")
 }

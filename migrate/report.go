@@ -41,6 +41,7 @@ type CRIUStats struct {
 	PagesWritten   uint64  `json:"pages_written"`
 	PagesSkipped   uint64  `json:"pages_skipped_parent"`
 	PagesRestored  uint64  `json:"pages_restored"`
+	PagesLazy      uint64  `json:"pages_lazy,omitempty"` // post-copy: pages the target fetched after the restore
 	RestoreTimeMs  float64 `json:"restore_time_ms"`
 	// What the dump wrote on the source host (the pages stream to the target instead).
 	LocalBytes     int64 `json:"local_bytes"`
@@ -49,24 +50,31 @@ type CRIUStats struct {
 
 // Report is everything a migration did. The same struct feeds the human summary and JSON.
 type Report struct {
-	ID         string        `json:"id"`
-	Container  string        `json:"container"`
-	Namespace  string        `json:"namespace"`
-	Source     string        `json:"source"`
-	Target     string        `json:"target"`
-	Strategy   string        `json:"strategy"`
-	FSDriver   string        `json:"fs_driver"` // the drivers of the plan, e.g. "rsync" or "rsync+zfs"
-	FSPlan     []wire.Mount  `json:"fs_plan,omitempty"`
-	StartedAt  time.Time     `json:"started_at"`
-	TotalMs    float64       `json:"total_ms"`
-	DowntimeMs float64       `json:"downtime_ms"` // freeze on the source → task running on the target
-	Phases     []Phase       `json:"phases"`
-	Streams    []StreamStats `json:"streams"`
-	CRIU       CRIUStats     `json:"criu"`
-	Outcome    string        `json:"outcome"`
-	Error      string        `json:"error,omitempty"`
-	Problems   []string      `json:"problems,omitempty"` // preflight refusals
-	Rollback   []string      `json:"rollback,omitempty"` // undo steps that ran
+	ID        string `json:"id"`
+	Container string `json:"container"`
+	Namespace string `json:"namespace"`
+	Source    string `json:"source"`
+	Target    string `json:"target"`
+	Strategy  string `json:"strategy"`
+	// StrategyReason says why this strategy (auto's choice, or the operator's).
+	StrategyReason string `json:"strategy_reason,omitempty"`
+	// LinkMBps is the measured link (auto only); EstimatedStopCopyMs stop-copy's estimate.
+	LinkMBps            float64      `json:"link_mbps,omitempty"`
+	EstimatedStopCopyMs float64      `json:"estimated_stop_copy_ms,omitempty"`
+	FSDriver            string       `json:"fs_driver"` // the drivers of the plan, e.g. "rsync" or "rsync+zfs"
+	FSPlan              []wire.Mount `json:"fs_plan,omitempty"`
+	StartedAt           time.Time    `json:"started_at"`
+	TotalMs             float64      `json:"total_ms"`
+	DowntimeMs          float64      `json:"downtime_ms"` // freeze on the source → task running on the target
+	// ResidencyMs (post-copy): freeze on the source → every page on the target.
+	ResidencyMs float64       `json:"residency_ms,omitempty"`
+	Phases      []Phase       `json:"phases"`
+	Streams     []StreamStats `json:"streams"`
+	CRIU        CRIUStats     `json:"criu"`
+	Outcome     string        `json:"outcome"`
+	Error       string        `json:"error,omitempty"`
+	Problems    []string      `json:"problems,omitempty"` // preflight refusals
+	Rollback    []string      `json:"rollback,omitempty"` // undo steps that ran
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -97,6 +105,12 @@ func (r *Report) Text() string {
 	case OutcomeCommitted:
 		w("migrated %s: %s → %s (%s, %s) in %s", r.Container, r.Source, r.Target, r.Strategy, r.FSDriver, dur(r.TotalMs))
 		w("  downtime   %s (frozen on %s → running on %s)", dur(r.DowntimeMs), r.Source, r.Target)
+		if r.ResidencyMs > 0 {
+			w("  residency  %s (frozen → every page on %s; post-copy)", dur(r.ResidencyMs), r.Target)
+		}
+		if r.StrategyReason != "" {
+			w("  strategy   %s", r.StrategyReason)
+		}
 	case OutcomeRefused:
 		w("refused to migrate %s from %s to %s; nothing was changed:", r.Container, r.Source, r.Target)
 		for _, p := range r.Problems {

@@ -79,6 +79,8 @@ type server struct {
 	plan      []wire.Mount
 	image     *wire.ImageRequest // an image whose blobs are being shipped
 	pages     *pagesResult       // the page server's stream, once it started
+	lazyConn  *net.UnixConn      // post-copy: the stream to the source's lazy dump, until the restore
+	lazy      *lazyDaemon        // post-copy: the lazy-pages daemon, once started
 	mounts    map[string]string  // mount name → target directory (rsync)
 	datasets  map[string]string  // mount name → target dataset (zfs)
 	imagesDir string
@@ -176,6 +178,13 @@ func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after
 			return nil, nil, err
 		}
 		r, err := s.startImage(ctx, req)
+		return r, nil, err
+	case wire.TypeResident:
+		var req wire.ResidentRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		r, err := s.resident(ctx, req)
 		return r, nil, err
 	case wire.TypeRestore:
 		var req wire.RestoreRequest
@@ -442,9 +451,17 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 		return wire.RestoreReply{}, err
 	}
 	criuWork := filepath.Join(s.workDir, "criu")
+	ro := runtime.RestoreOptions{ImagesDir: s.imagesDir, WorkDir: criuWork, Paused: true}
+	if req.Lazy {
+		if err := s.startLazy(criuWork, &ro); err != nil {
+			_ = s.j.set(StatePrepared)
+			return wire.RestoreReply{}, err
+		}
+	}
 	start := time.Now()
-	pid, err := s.rt.Restore(ctx, s.rec, s.imagesDir, criuWork, true)
+	pid, err := s.rt.Restore(ctx, s.rec, ro)
 	if err != nil {
+		s.stopLazy()
 		_ = s.j.set(StatePrepared)
 		return wire.RestoreReply{}, err
 	}
@@ -514,10 +531,16 @@ func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.Commi
 	reply := wire.CommitReply{ResumeTime: time.Since(start)}
 	s.log.Info("committed: task running", "container", s.rec.ID)
 	// Checkpoint files are no longer needed; the journal stays as the record of the decision.
+	lazy := s.lazy
 	after := func() {
-		_ = os.RemoveAll(s.imagesDir)
-		_ = os.RemoveAll(s.workDir)
 		s.commitVolumes()
+		go func() { // the lazy-pages daemon needs the images until it has every page
+			if lazy != nil {
+				<-lazy.done
+			}
+			_ = os.RemoveAll(s.imagesDir)
+			_ = os.RemoveAll(s.workDir)
+		}()
 	}
 	return reply, after, nil
 }
@@ -533,6 +556,7 @@ func (s *server) abort(ctx context.Context, reason string) error {
 		return fmt.Errorf("migration %s is committed on this host: refusing to abort it: %w", s.j.ID, errdefs.ErrPrecondition)
 	}
 	s.log.Info("aborting", "migration", s.j.ID, "reason", reason)
+	s.stopLazy()
 	s.closeStreams()
 	err := undo(ctx, s.cfg, s.j, s.log)
 	s.j = nil
@@ -555,6 +579,11 @@ func (s *server) disconnected(cause error) {
 }
 
 func (s *server) close() {
+	s.mu.Lock()
+	if s.lazyConn != nil && (s.lazy == nil) {
+		s.lazyConn.Close()
+	}
+	s.mu.Unlock()
 	if s.ln != nil {
 		s.ln.Close()
 		_ = os.Remove(s.sock)

@@ -87,7 +87,12 @@ func (s *server) acceptStreams() {
 }
 
 func (s *server) serveStream(c net.Conn) {
-	defer c.Close()
+	keep := false // set when the connection outlives this handler (post-copy's lazy stream)
+	defer func() {
+		if !keep {
+			c.Close()
+		}
+	}()
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	wc := wire.NewConn(c)
 	env, err := wc.Recv()
@@ -102,6 +107,14 @@ func (s *server) serveStream(c net.Conn) {
 	}
 	if subtle.ConstantTimeCompare([]byte(h.Token), []byte(s.token)) != 1 {
 		_ = wc.SendError(wire.TypeStream, fmt.Errorf("stream token refused: %w", errdefs.ErrInvalid))
+		return
+	}
+	if h.Kind == wire.StreamProbe { // before any migration: measures the link
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			return
+		}
+		n, _ := io.Copy(io.Discard, wc.Reader())
+		_ = wc.Send(wire.TypeStream, wire.StreamSum{Bytes: n})
 		return
 	}
 	s.mu.Lock()
@@ -168,6 +181,22 @@ func (s *server) serveStream(c net.Conn) {
 		}{wc.Reader(), c, c}}
 		ps.sum, ps.err = s.servePages(fr, c.(*net.UnixConn), imagesDir)
 		close(ps.done)
+	case wire.StreamLazy:
+		s.mu.Lock()
+		if s.lazyConn != nil || s.lazy != nil {
+			s.mu.Unlock()
+			_ = wc.SendError(wire.TypeStream, fmt.Errorf("a lazy stream is already open: %w", errdefs.ErrProtocol))
+			return
+		}
+		uc := c.(*net.UnixConn)
+		s.lazyConn = uc
+		s.mu.Unlock()
+		if err := wc.Send(wire.TypeStream, nil); err != nil {
+			return
+		}
+		// The lazy-pages daemon speaks on it from the restore on (it talks first: nothing can be
+		// buffered here). The server owns it now.
+		keep = true
 	case wire.StreamBlobs:
 		if image == nil {
 			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no image is being shipped: %w", errdefs.ErrProtocol))

@@ -155,6 +155,12 @@ func toAny(a *wire.Any) typeurl.Any {
 	return &types.Any{TypeUrl: a.TypeURL, Value: a.Value}
 }
 
+// CustomRunc reports whether the container's runtime options name their own runc binary.
+func CustomRunc(rec wire.Container) bool {
+	o, err := runcOptions(rec)
+	return err == nil && o.BinaryName != ""
+}
+
 // RuncRoot is the directory of the container's runc state (state.json) on this host.
 func (c *Client) RuncRoot(rec wire.Container) (string, error) {
 	root := DefaultRuncRoot
@@ -358,10 +364,20 @@ func (c *Client) Create(ctx context.Context, rec wire.Container) error {
 	return nil
 }
 
-// Restore creates the container's task from CRIU images in imagesDir (CRIU work files go to
-// workDir) and starts it; then, if paused, freezes it immediately so that it runs only once the
-// migration commits. It returns the restored init's host pid.
-func (c *Client) Restore(ctx context.Context, rec wire.Container, imagesDir, workDir string, paused bool) (uint32, error) {
+// RestoreOptions say how to restore a task.
+type RestoreOptions struct {
+	ImagesDir string // CRIU images
+	WorkDir   string // CRIU's work files and logs (runc --work-path)
+	Paused    bool   // freeze the task right after the restore, so that it runs only on commit
+	// BinaryName replaces runc for this task (a wrapper that adds restore options containerd's
+	// shim cannot pass); "" keeps the container's.
+	BinaryName string
+}
+
+// Restore creates the container's task from CRIU images and starts it (runc restore, through
+// containerd's shim). It returns the restored init's host pid.
+func (c *Client) Restore(ctx context.Context, rec wire.Container, o RestoreOptions) (uint32, error) {
+	imagesDir, workDir, paused := o.ImagesDir, o.WorkDir, o.Paused
 	ctx = c.with(ctx)
 	ctr, err := c.c.LoadContainer(ctx, rec.ID)
 	if err != nil {
@@ -373,9 +389,12 @@ func (c *Client) Restore(ctx context.Context, rec wire.Container, imagesDir, wor
 	}
 	// Task options replace the container's runtime options: start from those.
 	withRestore := func(_ context.Context, _ *containerd.Client, ti *containerd.TaskInfo) error {
-		o := proto.Clone(base).(*options.Options)
-		o.CriuImagePath, o.CriuWorkPath = imagesDir, workDir
-		ti.Options = o
+		opts := proto.Clone(base).(*options.Options)
+		opts.CriuImagePath, opts.CriuWorkPath = imagesDir, workDir
+		if o.BinaryName != "" {
+			opts.BinaryName = o.BinaryName
+		}
+		ti.Options = opts
 		return nil
 	}
 	logPath := LogPath(rec.Namespace, rec.ID)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
@@ -43,6 +44,42 @@ func (r *Receiver) Restore(ctx context.Context, req wire.RestoreRequest) (wire.R
 func (r *Receiver) Commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, error) {
 	var reply wire.CommitReply
 	return reply, r.Conn.Call(ctx, wire.TypeCommit, req, &reply)
+}
+
+// Resident waits until a post-copy target has every page.
+func (r *Receiver) Resident(ctx context.Context, req wire.ResidentRequest) (wire.ResidentReply, error) {
+	var reply wire.ResidentReply
+	return reply, r.Conn.Call(ctx, wire.TypeResident, req, &reply)
+}
+
+// Probe measures the link: it sends n bytes through a stream and returns bytes per second
+// (until the target has counted them all).
+func (r *Receiver) Probe(ctx context.Context, n int64) (float64, error) {
+	s, err := r.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamProbe, Name: "probe"})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	buf := make([]byte, 256<<10)
+	start := time.Now()
+	for sent := int64(0); sent < n; sent += int64(len(buf)) {
+		if _, err := s.Write(buf); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.CloseWrite(); err != nil {
+		return 0, err
+	}
+	var got wire.StreamSum
+	env, err := wire.NewConnRW(s, io.Discard, nil).Recv()
+	if err == nil {
+		err = env.Decode(&got)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("link probe: %w", err)
+	}
+	d := time.Since(start)
+	return float64(got.Bytes) / d.Seconds(), nil
 }
 
 // Abort undoes the migration on the target: over the control channel if it still works, else

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +28,8 @@ type migrateFlags struct {
 	receiverCommand   string
 	containerdAddress string
 	stateDir          string
+	strategy          string
+	maxDowntime       time.Duration
 }
 
 func newMigrate(g *globalFlags) *cobra.Command {
@@ -43,6 +46,18 @@ checkpoints it with CRIU, copies the last changes and the checkpoint, restores i
 the target, and only when the target confirms does it let the target copy run and remove the
 source copy. Any failure before that resumes the source exactly as it was and cleans the
 target. Ctrl-C rolls back the same way.
+
+Memory moves by one of three strategies (--strategy; auto picks and says why):
+  stop-copy   frozen while memory streams to the target (a CRIU page server, no disk)
+  pre-copy    memory copied in rounds while the container runs, then the last changes
+              (needs soft-dirty tracking, CONFIG_MEM_SOFT_DIRTY, on the source)
+  post-copy   the target runs the container at once and fetches memory as it touches it
+              (needs userfaultfd on the target). RISK: until every page has arrived, the
+              container's memory lives on both hosts; losing the source or the link during
+              that fill loses the container. ferry keeps the source frozen until the target
+              confirms every page, and reports how long that took (residency).
+auto takes stop-copy when its estimated downtime (from the memory in use and a short link
+probe) is within --max-downtime, else pre-copy where possible, else post-copy.
 
 Exit status: 0 moved; 1 failed and rolled back; 2 usage; 3 refused by preflight (nothing
 changed); 4 commit outcome unknown (the message says what to do); 5 rollback incomplete.`,
@@ -62,6 +77,8 @@ changed); 4 commit outcome unknown (the message says what to do); 5 rollback inc
 	fl.StringVar(&f.receiverCommand, "receiver-command", "ferry-receiver", "how to run ferry-receiver on the target")
 	fl.StringVar(&f.containerdAddress, "containerd-address", runtime.DefaultAddress, "containerd socket on this host")
 	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
+	fl.StringVar(&f.strategy, "strategy", "auto", "how memory moves: auto, stop-copy, pre-copy, post-copy (see above)")
+	fl.DurationVar(&f.maxDowntime, "max-downtime", migrate.DefaultMaxDowntime, "auto: the downtime stop-copy may cost before a better strategy is taken")
 	return cmd
 }
 
@@ -102,7 +119,7 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 		defer recv.Close()
 		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log,
+			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{

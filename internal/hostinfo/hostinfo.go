@@ -27,6 +27,9 @@ func Gather(ctx context.Context, rt *runtime.Client, dir string) wire.HostFacts 
 	if v, err := checkpoint.Version(ctx); err == nil {
 		f.CRIUVersion = v
 		f.CRIUCheck = checkpoint.Check(ctx)
+		f.SoftDirty = checkpoint.Feature(ctx, "mem_dirty_track")
+		f.Userfaultfd = checkpoint.Feature(ctx, "uffd-noncoop")
+		f.LazyDump = checkpoint.LazyDumpProblem()
 	} else {
 		f.CRIUCheck = err.Error()
 	}

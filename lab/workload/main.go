@@ -117,7 +117,7 @@ func run(memMiB int, dirtyRate float64, statePath, ticksPath, volDir string, vol
 
 	// Per tick: dirty rate*tick bytes of random pages, verify a slice of pages.
 	dirtyPerTick := dirtyRate * (1 << 20) / pageSize * ws.TickEvery.Seconds()
-	verifyPerTick := max(256, m.pages/50) // a full pass in about half a second at most
+	verifyPerTick := max(64, m.pages/500) // a full pass every ~5 s (check asks for a full one on demand)
 	var dirtyDebt float64
 	rng := m.seed | 1
 	next := func() uint64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }

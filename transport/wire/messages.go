@@ -13,8 +13,9 @@ const (
 	TypeRestore   = "restore"
 	TypeCommit    = "commit"
 	TypeAbort     = "abort"
-	TypeImage     = "image"  // which image blobs the target lacks (before shipping them)
-	TypeStream    = "stream" // first message of a bulk stream
+	TypeImage     = "image"    // which image blobs the target lacks (before shipping them)
+	TypeResident  = "resident" // post-copy: wait until every page is on the target
+	TypeStream    = "stream"   // first message of a bulk stream
 )
 
 // Feature names exchanged in Hello. The effective set is the intersection.
@@ -70,11 +71,12 @@ type Problem struct {
 type HostFacts struct {
 	Host          string `json:"host"`
 	Kernel        string `json:"kernel"`
-	CRIUVersion   int    `json:"criu_version"` // e.g. 40101
-	CRIUCheck     string `json:"criu_check"`   // "" when `criu check` passes, else its complaint
-	SoftDirty     bool   `json:"soft_dirty"`
-	Userfaultfd   bool   `json:"userfaultfd"`
-	Rsync         string `json:"rsync"` // version, "" when missing
+	CRIUVersion   int    `json:"criu_version"`        // e.g. 40101
+	CRIUCheck     string `json:"criu_check"`          // "" when `criu check` passes, else its complaint
+	SoftDirty     bool   `json:"soft_dirty"`          // criu check --feature mem_dirty_track: pre-copy possible
+	Userfaultfd   bool   `json:"userfaultfd"`         // criu check --feature uffd-noncoop: lazy restore possible
+	LazyDump      string `json:"lazy_dump,omitempty"` // why a lazy (post-copy) dump cannot run here ("" if it can)
+	Rsync         string `json:"rsync"`               // version, "" when missing
 	FreeBytes     uint64 `json:"free_bytes"`
 	ContainerdVer string `json:"containerd"`
 }
@@ -186,6 +188,19 @@ type RestoreRequest struct {
 	// Pages is what the dump sent to the target's page server (bytes, checksum), nil when the
 	// pages came as image files.
 	Pages *StreamSum `json:"pages,omitempty"`
+	// Lazy: post-copy. The pages stay on the source; the target restores with lazy pages and
+	// its lazy-pages daemon fetches them through the "lazy" stream.
+	Lazy bool `json:"lazy,omitempty"`
+}
+
+// ResidentRequest asks the target to answer once its lazy-pages daemon has every page.
+type ResidentRequest struct {
+	MigrationID string `json:"migration_id"`
+}
+
+// ResidentReply says how long after the restore the last page arrived.
+type ResidentReply struct {
+	AfterRestore time.Duration `json:"after_restore"`
 }
 
 // StreamSum is what went through a stream one way: bytes and a checksum ("crc32c:<hex>").
@@ -237,4 +252,6 @@ const (
 	StreamZFS    = "zfs"    // a zfs send stream; the target answers with a message once received
 	StreamBlobs  = "blobs"  // image content (transport/blobstream); the target answers once imported
 	StreamPages  = "pages"  // CRIU's page server protocol, from the dump to a page server on the target
+	StreamLazy   = "lazy"   // post-copy: the target's lazy-pages daemon fetching from the source's lazy dump
+	StreamProbe  = "probe"  // link probe: the target counts and discards, then answers
 )
