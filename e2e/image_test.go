@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,13 @@ func TestImageShippedWhenMissing(t *testing.T) {
 	}
 	if out := mustLab(t, "exec", "b", "--", "ctr", "image", "ls", "-q"); !strings.Contains(out, labImage) {
 		t.Errorf("b has no image after the move")
+	}
+	// A garbage collection (forced by deleting another name) must leave every blob of the
+	// shipped image: the image is complete, not only its manifest.
+	mustLab(t, "exec", "b", "--", "ctr", "image", "tag", labImage, "localhost/ferry-lab/gc:trigger")
+	mustLab(t, "exec", "b", "--", "ctr", "image", "rm", "--sync", "localhost/ferry-lab/gc:trigger")
+	if out := mustLab(t, "exec", "b", "--", "ctr", "image", "check"); !regexp.MustCompile(regexp.QuoteMeta(labImage) + `\s.*complete \((\d+)/(\d+)\)`).MatchString(out) || strings.Contains(out, "incomplete") {
+		t.Errorf("after a garbage collection, b's copy of the shipped image is not complete:\n%s", out)
 	}
 	mustLab(t, "check", "b", "img")
 	mustLab(t, "rm", "b", "img")

@@ -114,6 +114,13 @@ func (c *Client) CreateImage(ctx context.Context, name string, target wire.Descr
 	if err != nil {
 		return err
 	}
+	// Label each parent blob with its children, as a pull does: containerd's garbage collector
+	// follows those labels, so without them the config and layers would be collected once the
+	// lease is gone (only the image's target is referenced by the record).
+	cs := c.c.ContentStore()
+	if err := images.Walk(c.with(ctx), images.SetChildrenLabels(cs, images.ChildrenHandler(cs)), desc); err != nil {
+		return fmt.Errorf("label the content of image %s: %w", name, err)
+	}
 	img, err := c.c.ImageService().Create(c.with(ctx), images.Image{Name: name, Target: desc})
 	if err != nil {
 		return classify(err, "create image "+name)
