@@ -27,6 +27,7 @@ test: deps build
 	set -o pipefail; { \
 	  $(GO) test -json -count=1 -timeout 20m ./... ; \
 	  $(GO) test -json -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./transport/wire ; \
+	  $(GO) test -json -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./transport/zstream ; \
 	} 2>&1 | $(GO) run ./scripts/testsummary
 
 ## test-unit: the tests that need neither root nor the lab
@@ -39,6 +40,7 @@ test-e2e: build
 
 fuzz-smoke:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./transport/wire
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./transport/zstream
 
 ## demo: install, build, and move a 64 MiB workload a → b → a on the lab, checking each move.
 demo: deps build

@@ -164,6 +164,9 @@ type report struct {
 	StrategyReason string  `json:"strategy_reason"`
 	ResidencyMs    float64 `json:"residency_ms"`
 	FSDriver       string  `json:"fs_driver"`
+	Compress       string  `json:"compress"`
+	BWLimit        int64   `json:"bwlimit_bytes_per_s"`
+	WireBytes      int64   `json:"wire_bytes"`
 	DowntimeMs     float64 `json:"downtime_ms"`
 	Error          string  `json:"error"`
 	Phases         []struct {

@@ -39,7 +39,7 @@ func TestZFSVolumeRoundTrip(t *testing.T) {
 		t.Errorf("moving back sent %d bytes of volume after %d: want only the changes", sent2, sent1)
 	}
 	// Each side keeps one ferry snapshot (the base of the next move); the old copy on b is retired.
-	out := mustLab(t, "exec", "b", "--", "zfs", "list", "-H", "-t", "all", "-o", "name,canmount,mounted", "-r", "tank/ferry")
+	out := mustLab(t, "exec", "b", "--", "zfs", "list", "-H", "-t", "all", "-o", "name,canmount,mounted", "-r", "tank/ferry/zdb-vol-1")
 	if strings.Count(out, "@ferry-") != 1 || !strings.Contains(out, "noauto") {
 		t.Errorf("b's retired copy:\n%s", out)
 	}

@@ -100,13 +100,21 @@ type Target interface {
 	Commit(ctx context.Context, req wire.CommitRequest) (wire.CommitReply, error)
 	// Resident waits, after a post-copy commit, until the target has every page.
 	Resident(ctx context.Context, req wire.ResidentRequest) (wire.ResidentReply, error)
-	// Probe measures the link by sending n bytes; it returns bytes per second.
+	// Probe measures the bare link (no compression, no limit) by sending n bytes; it returns
+	// bytes per second.
 	Probe(ctx context.Context, n int64) (float64, error)
 	// Abort undoes the migration on the target, over the control channel or, if that is gone,
 	// out of band. It reports the target's state afterwards ("aborted", "absent", "committed").
 	Abort(ctx context.Context, req wire.AbortRequest) (string, error)
 	// Status asks the target out of band for the migration's state (receiver.Status values).
 	Status(ctx context.Context, id string) (string, error)
+}
+
+// StreamMeter is what a Target whose streams carry options (compression, a bandwidth limit)
+// reports about them.
+type StreamMeter interface {
+	StreamOptions() transport.StreamOptions
+	WireBytes() int64
 }
 
 // Config describes one migration.
@@ -226,7 +234,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		},
 	}
 	m.r = revert.New(m.log)
+	m.rep.Compress = "none"
+	sm, metered := cfg.Target.(StreamMeter)
+	if metered {
+		o := sm.StreamOptions()
+		m.rep.BWLimit = o.BytesPerSecond
+		if o.Compress != "" {
+			m.rep.Compress = o.Compress
+		}
+	}
 	err := m.run(ctx)
+	if metered {
+		m.rep.WireBytes = sm.WireBytes()
+	}
 	m.rep.TotalMs = m.rep.since(time.Now())
 	if err != nil {
 		m.rep.Error = err.Error()
@@ -729,6 +749,9 @@ func (m *run) preflight(ctx context.Context) error {
 				break
 			}
 			in.LinkBps = max(in.LinkBps, bps)
+		}
+		if in.LinkBps > 0 && m.rep.BWLimit > 0 {
+			in.LinkBps = min(in.LinkBps, float64(m.rep.BWLimit)) // the probe is never limited
 		}
 		m.rep.LinkMBps = in.LinkBps / 1e6
 	}

@@ -59,13 +59,18 @@ type Report struct {
 	// StrategyReason says why this strategy (auto's choice, or the operator's).
 	StrategyReason string `json:"strategy_reason,omitempty"`
 	// LinkMBps is the measured link (auto only); EstimatedStopCopyMs stop-copy's estimate.
-	LinkMBps            float64      `json:"link_mbps,omitempty"`
-	EstimatedStopCopyMs float64      `json:"estimated_stop_copy_ms,omitempty"`
-	FSDriver            string       `json:"fs_driver"` // the drivers of the plan, e.g. "rsync" or "rsync+zfs"
-	FSPlan              []wire.Mount `json:"fs_plan,omitempty"`
-	StartedAt           time.Time    `json:"started_at"`
-	TotalMs             float64      `json:"total_ms"`
-	DowntimeMs          float64      `json:"downtime_ms"` // freeze on the source → task running on the target
+	LinkMBps            float64 `json:"link_mbps,omitempty"`
+	EstimatedStopCopyMs float64 `json:"estimated_stop_copy_ms,omitempty"`
+	// Compress and BWLimit are the stream options (none/zstd; bytes per second, 0 = none);
+	// WireBytes is what all streams sent after compression.
+	Compress   string       `json:"compress"`
+	BWLimit    int64        `json:"bwlimit_bytes_per_s,omitempty"`
+	WireBytes  int64        `json:"wire_bytes"`
+	FSDriver   string       `json:"fs_driver"` // the drivers of the plan, e.g. "rsync" or "rsync+zfs"
+	FSPlan     []wire.Mount `json:"fs_plan,omitempty"`
+	StartedAt  time.Time    `json:"started_at"`
+	TotalMs    float64      `json:"total_ms"`
+	DowntimeMs float64      `json:"downtime_ms"` // freeze on the source → task running on the target
 	// ResidencyMs (post-copy): freeze on the source → every page on the target.
 	ResidencyMs float64       `json:"residency_ms,omitempty"`
 	Phases      []Phase       `json:"phases"`
@@ -146,6 +151,16 @@ func (r *Report) Text() string {
 			ss = append(ss, fmt.Sprintf("%s %s", s.Name, bytes(s.Bytes)))
 		}
 		w("  bytes      %s", strings.Join(ss, ", "))
+	}
+	if r.Compress != "" && r.Compress != "none" || r.BWLimit > 0 {
+		line := fmt.Sprintf("%s sent", bytes(r.WireBytes))
+		if r.Compress != "" && r.Compress != "none" {
+			line += " compressed with " + r.Compress
+		}
+		if r.BWLimit > 0 {
+			line += fmt.Sprintf(", limited to %s/s", bytes(r.BWLimit))
+		}
+		w("  wire       %s", line)
 	}
 	if r.CRIU.PagesWritten > 0 {
 		w("  CRIU       %d pages written, %d restored; tasks frozen by CRIU %s, restore %s", r.CRIU.PagesWritten, r.CRIU.PagesRestored, dur(r.CRIU.FrozenTimeMs), dur(r.CRIU.RestoreTimeMs))

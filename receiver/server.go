@@ -79,7 +79,7 @@ type server struct {
 	plan      []wire.Mount
 	image     *wire.ImageRequest // an image whose blobs are being shipped
 	pages     *pagesResult       // the page server's stream, once it started
-	lazyConn  *net.UnixConn      // post-copy: the stream to the source's lazy dump, until the restore
+	lazyConn  lazyEnd            // post-copy: the stream to the source's lazy dump, until the restore
 	lazy      *lazyDaemon        // post-copy: the lazy-pages daemon, once started
 	mounts    map[string]string  // mount name → target directory (rsync)
 	datasets  map[string]string  // mount name → target dataset (zfs)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
@@ -24,6 +26,7 @@ import (
 	"github.com/ferry-project/ferry/transport/relay"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
+	"github.com/ferry-project/ferry/transport/zstream"
 )
 
 // Bulk streams arrive on a per-session unix socket (reached through SSH's direct-streamlocal).
@@ -117,6 +120,10 @@ func (s *server) serveStream(c net.Conn) {
 		_ = wc.Send(wire.TypeStream, wire.StreamSum{Bytes: n})
 		return
 	}
+	if h.Compress != "" && h.Compress != wire.CompressZstd {
+		_ = wc.SendError(wire.TypeStream, fmt.Errorf("unknown stream compression %q: %w", h.Compress, errdefs.ErrProtocol))
+		return
+	}
 	s.mu.Lock()
 	if s.state() != StatePrepared {
 		s.mu.Unlock()
@@ -128,6 +135,12 @@ func (s *server) serveStream(c net.Conn) {
 	s.mu.Unlock()
 	defer func() { s.mu.Lock(); delete(s.streams, c); s.mu.Unlock() }()
 
+	// Everything after the acknowledgement flows through dc (decompressed, compressed).
+	uc := c.(*net.UnixConn)
+	dc := newDataConn(wc.Reader(), uc, h.Compress)
+	reply := wire.NewConnRW(dc, dc, nil)
+	ack := func() bool { return wc.Send(wire.TypeStream, nil) == nil }
+
 	switch h.Kind {
 	case wire.StreamRsync:
 		opts, err := rsync.CheckServerArgs(h.Args, h.Name)
@@ -138,10 +151,14 @@ func (s *server) serveStream(c net.Conn) {
 			_ = wc.SendError(wire.TypeStream, err)
 			return
 		}
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
+		if !ack() {
 			return
 		}
-		if err := rsync.Serve(context.Background(), c, opts, dest); err != nil {
+		var rw io.ReadWriter = c // rsync gets the socket itself
+		if dc.compressed {
+			rw = dc
+		}
+		if err := rsync.Serve(context.Background(), rw, opts, dest); err != nil {
 			s.log.Warn("rsync stream failed", "mount", h.Name, "err", err)
 		}
 	case wire.StreamZFS:
@@ -149,16 +166,16 @@ func (s *server) serveStream(c net.Conn) {
 			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no ZFS mount %q in this migration: %w", h.Name, errdefs.ErrInvalid))
 			return
 		}
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
+		if !ack() {
 			return
 		}
 		// The answer comes after `zfs receive` has consumed the whole stream.
-		if err := zfs.Receive(context.Background(), wc.Reader(), dataset); err != nil {
+		if err := zfs.Receive(context.Background(), dc, dataset); err != nil {
 			s.log.Warn("zfs stream failed", "mount", h.Name, "err", err)
-			_ = wc.SendError(wire.TypeStream, err)
+			_ = reply.SendError(wire.TypeStream, err)
 			return
 		}
-		_ = wc.Send(wire.TypeStream, nil)
+		_ = reply.Send(wire.TypeStream, nil)
 	case wire.StreamPages:
 		s.mu.Lock()
 		if s.pages != nil {
@@ -169,8 +186,8 @@ func (s *server) serveStream(c net.Conn) {
 		ps := &pagesResult{done: make(chan struct{})}
 		s.pages = ps
 		s.mu.Unlock()
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
-			ps.err = err
+		if !ack() {
+			ps.err = errors.New("could not acknowledge the pages stream")
 			close(ps.done)
 			return
 		}
@@ -178,8 +195,8 @@ func (s *server) serveStream(c net.Conn) {
 			io.Reader
 			io.Writer
 			io.Closer
-		}{wc.Reader(), c, c}}
-		ps.sum, ps.err = s.servePages(fr, c.(*net.UnixConn), imagesDir)
+		}{dc, dc, c}}
+		ps.sum, ps.err = s.servePages(fr, dc, imagesDir)
 		close(ps.done)
 	case wire.StreamLazy:
 		s.mu.Lock()
@@ -188,10 +205,25 @@ func (s *server) serveStream(c net.Conn) {
 			_ = wc.SendError(wire.TypeStream, fmt.Errorf("a lazy stream is already open: %w", errdefs.ErrProtocol))
 			return
 		}
-		uc := c.(*net.UnixConn)
-		s.lazyConn = uc
+		var end lazyEnd = uc
+		if dc.compressed {
+			// The daemon needs a socket: relay between one of a pair and the stream.
+			ours, theirs, err := relay.Pair()
+			if err != nil {
+				s.mu.Unlock()
+				_ = wc.SendError(wire.TypeStream, err)
+				return
+			}
+			go func() {
+				_, _ = relay.Run(ours, dc)
+				ours.Close()
+				uc.Close()
+			}()
+			end = &relayedEnd{theirs: theirs, c: uc}
+		}
+		s.lazyConn = end
 		s.mu.Unlock()
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
+		if !ack() {
 			return
 		}
 		// The lazy-pages daemon speaks on it from the restore on (it talks first: nothing can be
@@ -202,33 +234,81 @@ func (s *server) serveStream(c net.Conn) {
 			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no image is being shipped: %w", errdefs.ErrProtocol))
 			return
 		}
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
+		if !ack() {
 			return
 		}
-		if err := s.importImage(rt, image, wc.Reader()); err != nil {
+		if err := s.importImage(rt, image, dc); err != nil {
 			s.log.Warn("image import failed", "image", image.Name, "err", err)
-			_ = wc.SendError(wire.TypeStream, err)
+			_ = reply.SendError(wire.TypeStream, err)
 			return
 		}
 		s.mu.Lock()
 		s.image = nil
 		s.mu.Unlock()
-		_ = wc.Send(wire.TypeStream, nil)
+		_ = reply.Send(wire.TypeStream, nil)
 	case wire.StreamImages:
-		if err := wc.Send(wire.TypeStream, nil); err != nil {
+		if !ack() {
 			return
 		}
 		rw := &faultReader{point: "receiver/images-mid", ReadWriteCloser: struct {
 			io.Reader
 			io.Writer
 			io.Closer
-		}{wc.Reader(), c, c}}
+		}{dc, dc, c}}
 		if err := sftpdir.Serve(rw, imagesDir); err != nil {
 			s.log.Warn("images stream failed", "err", err)
 		}
 	default:
 		_ = wc.SendError(wire.TypeStream, fmt.Errorf("unknown stream kind %q: %w", h.Kind, errdefs.ErrProtocol))
 	}
+}
+
+// dataConn is a stream after its header: reads come through the buffered reader that read
+// the header, and both directions through zstream when the stream is compressed.
+type dataConn struct {
+	io.Reader
+	io.Writer
+	c          *net.UnixConn
+	compressed bool
+}
+
+func newDataConn(r io.Reader, c *net.UnixConn, compress string) *dataConn {
+	if compress == wire.CompressZstd {
+		return &dataConn{Reader: zstream.NewReader(r), Writer: zstream.NewWriter(c), c: c, compressed: true}
+	}
+	return &dataConn{Reader: r, Writer: c, c: c}
+}
+
+func (d *dataConn) Close() error      { return d.c.Close() }
+func (d *dataConn) CloseWrite() error { return d.c.CloseWrite() }
+
+// lazyEnd is the lazy-pages daemon's end of the lazy stream: the stream's socket itself, or,
+// when the stream is compressed, one end of a relayed socket pair.
+type lazyEnd interface {
+	File() (*os.File, error)
+	Close() error
+}
+
+type relayedEnd struct {
+	theirs *os.File
+	c      *net.UnixConn
+}
+
+// File returns a copy of the daemon's end.
+func (e *relayedEnd) File() (*os.File, error) {
+	fd, err := unix.Dup(int(e.theirs.Fd()))
+	if err != nil {
+		return nil, err
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "lazy"), nil
+}
+
+// Close drops this process's copy of the daemon's end; the relay then ends with the daemon's.
+// Before the daemon has it, that ends the relay at once; closing the stream makes sure.
+func (e *relayedEnd) Close() error {
+	err := e.theirs.Close()
+	return err
 }
 
 // faultReader lets tests inject a fault (failpoint `point`) in the middle of a transfer, once
@@ -285,7 +365,7 @@ type pagesResult struct {
 
 // servePages relays the stream into `criu page-server`, which writes the pages into the restore
 // directory, and hashes what arrived.
-func (s *server) servePages(r io.Reader, c *net.UnixConn, imagesDir string) (relay.Sum, error) {
+func (s *server) servePages(r io.Reader, dc *dataConn, imagesDir string) (relay.Sum, error) {
 	ours, theirs, err := relay.Pair()
 	if err != nil {
 		return relay.Sum{}, err
@@ -296,16 +376,16 @@ func (s *server) servePages(r io.Reader, c *net.UnixConn, imagesDir string) (rel
 		psErr <- checkpoint.PageServer(context.Background(), theirs, imagesDir, s.workDir)
 		theirs.Close() // our copy: its close is the end of the page server's side
 	}()
-	sum, rerr := relay.RunHashIn(ours, readWriteHalf{r, c})
+	sum, rerr := relay.RunHashIn(ours, readWriteHalf{r, dc})
 	return sum, errors.Join(rerr, <-psErr)
 }
 
-// readWriteHalf reads through the buffered reader that read the stream's header.
+// readWriteHalf reads through r (a fault injector) and writes to the data connection.
 type readWriteHalf struct {
 	io.Reader
-	c *net.UnixConn
+	dc *dataConn
 }
 
-func (h readWriteHalf) Write(p []byte) (int, error) { return h.c.Write(p) }
-func (h readWriteHalf) Close() error                { return h.c.Close() }
-func (h readWriteHalf) CloseWrite() error           { return h.c.CloseWrite() }
+func (h readWriteHalf) Write(p []byte) (int, error) { return h.dc.Write(p) }
+func (h readWriteHalf) Close() error                { return h.dc.Close() }
+func (h readWriteHalf) CloseWrite() error           { return h.dc.CloseWrite() }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/time/rate"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/transport/wire"
@@ -30,6 +32,9 @@ type Receiver struct {
 	stderr  *tail
 	command string // how to run ferry-receiver on the target
 	redial  func(context.Context) (*Client, error)
+	opts    StreamOptions
+	limiter *rate.Limiter
+	wire    atomic.Int64 // bytes sent on streams
 }
 
 // ReceiverOptions configure StartReceiver.
@@ -111,8 +116,13 @@ func (r *Receiver) Client() *Client { return r.client }
 // OpenStream opens a bulk stream to the receiver: an SSH channel to its unix socket
 // (direct-streamlocal), or, where the server forbids that, a `ferry-receiver attach` session.
 // The receiver checks the header (token, kind, name) and acknowledges before data flows.
+// The session's StreamOptions apply, except to the link probe, which measures the bare link.
 func (r *Receiver) OpenStream(ctx context.Context, h wire.StreamHeader) (Stream, error) {
 	h.Token = r.Hello.StreamToken
+	h.Compress = ""
+	if r.opts.Compress != "" && h.Kind != wire.StreamProbe {
+		h.Compress = r.opts.Compress
+	}
 	var ch Stream
 	nc, err := r.client.Dial("unix", r.Hello.StreamSocket)
 	if err == nil {
@@ -134,7 +144,7 @@ func (r *Receiver) OpenStream(ctx context.Context, h wire.StreamHeader) (Stream,
 		ch.Close()
 		return nil, fmt.Errorf("open %s stream %q: %w", h.Kind, h.Name, err)
 	}
-	return &stream{Stream: ch, r: c.Reader()}, nil
+	return r.wrap(ctx, &stream{Stream: ch, r: c.Reader()}, h.Compress != "", h.Kind != wire.StreamProbe), nil
 }
 
 // stream reads through the buffered reader that read the acknowledgement.

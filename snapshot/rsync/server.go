@@ -71,12 +71,27 @@ func Serve(ctx context.Context, rw io.ReadWriter, opts []string, dest string) er
 		defer f.Close()
 		cmd.Stdin, cmd.Stdout = f, f
 	} else {
-		cmd.Stdin, cmd.Stdout = rw, rw
+		// A stream that is not a socket (a compressed one): copy stdin ourselves, since
+		// exec.Cmd would wait for that copy, which only ends when the client closes, which it
+		// does only after it saw our end (below).
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		go func() {
+			_, _ = io.Copy(stdin, rw)
+			stdin.Close()
+		}()
+		cmd.Stdout = rw
 		cmd.WaitDelay = 5 * time.Second
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if cw, ok := rw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite() // the server's end, as a socket's close would say it
+	}
+	if err != nil {
 		return fmt.Errorf("rsync server into %s: %w: %s", dest, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil

@@ -25,7 +25,7 @@ const Preamble = "FERRY-RECEIVER\n"
 
 // ProtocolVersion is the version of the message set below. Peers with different versions refuse
 // each other in the handshake.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // Frame types.
 const (

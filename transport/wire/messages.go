@@ -243,7 +243,16 @@ type StreamHeader struct {
 	Name  string `json:"name"` // mount name for rsync
 	// Args are the arguments rsync asks to run on the server side, checked by the receiver.
 	Args []string `json:"args,omitempty"`
+	// Compress names the compression of everything after the acknowledgement, both ways
+	// (CompressZstd: transport/zstream); empty is none.
+	Compress string `json:"compress,omitempty"`
 }
+
+// Stream compressions.
+const (
+	CompressNone = "none"
+	CompressZstd = "zstd"
+)
 
 // Stream kinds.
 const (
