@@ -46,7 +46,7 @@ func TestImageShippedWhenMissing(t *testing.T) {
 	// shipped image: the image is complete, not only its manifest.
 	mustLab(t, "exec", "b", "--", "ctr", "image", "tag", labImage, "localhost/ferry-lab/gc:trigger")
 	mustLab(t, "exec", "b", "--", "ctr", "image", "rm", "--sync", "localhost/ferry-lab/gc:trigger")
-	if out := mustLab(t, "exec", "b", "--", "ctr", "image", "check"); !regexp.MustCompile(regexp.QuoteMeta(labImage) + `\s.*complete \((\d+)/(\d+)\)`).MatchString(out) || strings.Contains(out, "incomplete") {
+	if out := mustLab(t, "exec", "b", "--", "ctr", "image", "check"); !regexp.MustCompile(regexp.QuoteMeta(labImage)+`\s.*complete \((\d+)/(\d+)\)`).MatchString(out) || strings.Contains(out, "incomplete") {
 		t.Errorf("after a garbage collection, b's copy of the shipped image is not complete:\n%s", out)
 	}
 	mustLab(t, "check", "b", "img")
