@@ -81,8 +81,8 @@ func (s *LocalSource) Freeze(ctx context.Context, id string) error { return s.RT
 // Thaw implements Source.
 func (s *LocalSource) Thaw(ctx context.Context, id string) error { return s.RT.Resume(ctx, id) }
 
-// Dump implements Source: the tasks stay (frozen) after the dump.
-func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*checkpoint.DumpStats, error) {
+// runcState reads the container's runc state (what CRIU needs to dump it as runc would).
+func (s *LocalSource) runcState(ctx context.Context, id string) (*checkpoint.RuncState, error) {
 	info, err := s.RT.Inspect(ctx, id)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,37 @@ func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*chec
 	if err != nil {
 		return nil, err
 	}
-	st, err := checkpoint.LoadRuncState(dir)
+	return checkpoint.LoadRuncState(dir)
+}
+
+// PreCopy implements Source.
+func (s *LocalSource) PreCopy(ctx context.Context, id string, pageServers []*os.File) (PreCopySession, error) {
+	st, err := s.runcState(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := checkpoint.StartSession(checkpoint.SessionRequest{State: st, PageServers: pageServers})
+	if err != nil {
+		return nil, err
+	}
+	return localSession{sess}, nil
+}
+
+type localSession struct{ s *checkpoint.Session }
+
+func (l localSession) PreDump(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
+	return l.s.PreDump(ctx, checkpoint.RoundRequest{ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir, Parent: spec.Parent})
+}
+
+func (l localSession) Dump(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
+	return l.s.Dump(ctx, checkpoint.RoundRequest{ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir, Parent: spec.Parent})
+}
+
+func (l localSession) Close() error { return l.s.Close() }
+
+// Dump implements Source: the tasks stay (frozen) after the dump.
+func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*checkpoint.DumpStats, error) {
+	st, err := s.runcState(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
@@ -58,6 +60,10 @@ type Source interface {
 	Freeze(ctx context.Context, id string) error
 	Thaw(ctx context.Context, id string) error
 	Dump(ctx context.Context, id string, spec DumpSpec) (*checkpoint.DumpStats, error)
+	// PreCopy starts an iterative checkpoint of the running container (pre-copy): pre-dumps,
+	// then the final dump, each round's pages going to its own socket of pageServers (the last
+	// is the final dump's). The caller may close its copies of the sockets afterwards.
+	PreCopy(ctx context.Context, id string, pageServers []*os.File) (PreCopySession, error)
 	// Retire removes the frozen source copy (task, container, writable layer).
 	Retire(ctx context.Context, id string) error
 	// ImageBlobs and OpenBlob read an image's content (to ship it to a target that lacks it).
@@ -65,10 +71,21 @@ type Source interface {
 	OpenBlob(ctx context.Context, d wire.Descriptor) (io.ReadCloser, error)
 }
 
+// PreCopySession is a source's pre-copy checkpoint of one container (checkpoint.Session).
+type PreCopySession interface {
+	// PreDump copies the running container's memory (what changed since the previous round)
+	// to the next round's page server; spec.Parent names the previous round's images.
+	PreDump(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error)
+	// Dump is the final round, of the frozen container, to the last page server.
+	Dump(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error)
+	Close() error
+}
+
 // DumpSpec says where a dump goes.
 type DumpSpec struct {
 	ImagesDir  string   // the image files (all of them, or all but the pages)
 	WorkDir    string   // CRIU's log and stats
+	Parent     string   // pre-copy: the previous round's images, relative to ImagesDir
 	PageServer *os.File // connected to the target's page server: pages go there, not to ImagesDir
 	// LazyPages (post-copy): pages are served on PageServer until the target has them all;
 	// Ready is closed when the image files are complete.
@@ -127,6 +144,8 @@ type Config struct {
 	// Drivers by name ("rsync", "zfs"): the plan picks one per mount.
 	Drivers  map[string]snapshot.Driver
 	StateDir string // source-side working directory: /var/lib/ferry
+	// PreCopy is when pre-copy stops iterating (zero: DefaultPreCopyRule).
+	PreCopy PreCopyRule
 	// RunDir holds the image files the dump writes locally (all but the pages, which stream to
 	// the target): a tmpfs, /run/ferry.
 	RunDir string
@@ -166,6 +185,7 @@ type run struct {
 	frozen    time.Time
 	dir       string
 	pages     *wire.StreamSum
+	pre       *preCopy        // pre-copy: the session and its rounds
 	lazy      chan lazyResult // post-copy: the lazy dump, serving pages until the target has them
 }
 
@@ -224,6 +244,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.MaxDowntime == 0 {
 		cfg.MaxDowntime = DefaultMaxDowntime
+	}
+	if cfg.PreCopy == (PreCopyRule{}) {
+		cfg.PreCopy = DefaultPreCopyRule
 	}
 	m := &run{
 		cfg: cfg, log: cfg.Log.With("migration", cfg.ID, "container", cfg.Container),
@@ -327,6 +350,15 @@ func (m *run) run(ctx context.Context) (err error) {
 		return err
 	}
 
+	m.dir = filepath.Join(c.RunDir, "migrations", c.ID)
+	images, work := filepath.Join(m.dir, "images"), filepath.Join(m.dir, "work")
+	m.r.Add("remove the local checkpoint", func(context.Context) error { return os.RemoveAll(m.dir) })
+	if m.strategy == PreCopy {
+		if err := m.phase("pre-copy", func() error { return m.preCopy(ctx) }); err != nil {
+			return err
+		}
+	}
+
 	m.r.Add("thaw the source", func(ctx context.Context) error { return c.Source.Thaw(ctx, c.Container) })
 	if err := m.phase("freeze", func() error {
 		m.frozen = time.Now()
@@ -334,9 +366,6 @@ func (m *run) run(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	m.dir = filepath.Join(c.RunDir, "migrations", c.ID)
-	images, work := filepath.Join(m.dir, "images"), filepath.Join(m.dir, "work")
-	m.r.Add("remove the local checkpoint", func(context.Context) error { return os.RemoveAll(m.dir) })
 	if err := m.phase("dump", func() error {
 		for _, d := range []string{images, work} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
@@ -349,9 +378,12 @@ func (m *run) run(ctx context.Context) (err error) {
 		spec := DumpSpec{ImagesDir: images, WorkDir: work}
 		var st *checkpoint.DumpStats
 		var err error
-		if m.strategy == PostCopy {
+		switch m.strategy {
+		case PostCopy:
 			err = m.startLazyDump(ctx, spec)
-		} else {
+		case PreCopy:
+			st, err = m.preCopyDump(ctx, spec)
+		default:
 			st, err = m.dumpToPageServer(ctx, spec)
 		}
 		if err != nil {
@@ -360,7 +392,7 @@ func (m *run) run(ctx context.Context) (err error) {
 		if st == nil {
 			st = &checkpoint.DumpStats{} // a lazy dump's stats come when it ends
 		}
-		m.rep.CRIU.LocalBytes, m.rep.CRIU.LocalPageFiles = localImages(images)
+		m.rep.CRIU.LocalBytes, m.rep.CRIU.LocalPageFiles = localImages(m.dir)
 		m.rep.CRIU.FrozenTimeMs, m.rep.CRIU.MemdumpTimeMs, m.rep.CRIU.MemwriteTimeMs = ms(st.FrozenTime), ms(st.MemdumpTime), ms(st.MemwriteTime)
 		m.rep.CRIU.PagesScanned, m.rep.CRIU.PagesWritten, m.rep.CRIU.PagesSkipped = st.PagesScanned, st.PagesWritten, st.PagesSkipped
 		return nil
@@ -394,7 +426,11 @@ func (m *run) run(ctx context.Context) (err error) {
 		return err
 	}
 	if err := m.phase("restore", func() error {
-		rr, err := c.Target.Restore(ctx, wire.RestoreRequest{MigrationID: c.ID, Images: sums, Pages: m.pages, Lazy: m.strategy == PostCopy})
+		req := wire.RestoreRequest{MigrationID: c.ID, Images: sums, Pages: m.pages, Lazy: m.strategy == PostCopy}
+		if m.pre != nil {
+			req.PreRounds = m.pre.sums
+		}
+		rr, err := c.Target.Restore(ctx, req)
 		if err != nil {
 			return err
 		}
@@ -464,16 +500,34 @@ func (m *run) run(ctx context.Context) (err error) {
 // dumpToPageServer dumps with the pages going straight to a page server on the target, through
 // a stream: nothing of the memory touches this host's disk, and sending overlaps dumping.
 func (m *run) dumpToPageServer(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
-	c := m.cfg
-	ps, err := c.Target.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamPages, Name: "pages"})
-	if err != nil {
-		return nil, err
-	}
-	defer ps.Close()
 	ours, theirs, err := relay.Pair()
 	if err != nil {
 		return nil, err
 	}
+	st, sum, err := m.streamPages(ctx, "pages", ours, func() (*checkpoint.DumpStats, error) {
+		spec.PageServer = theirs
+		st, err := m.cfg.Source.Dump(ctx, m.cfg.Container, spec)
+		theirs.Close() // CRIU has exited: this was the last copy of its end
+		return st, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.pages = sum
+	return st, nil
+}
+
+// streamPages relays a page server socket (ours; CRIU has the other end) to a new pages
+// stream called name while dump runs, and returns what went through. When dump returns,
+// CRIU has had every page acknowledged by the target's page server.
+func (m *run) streamPages(ctx context.Context, name string, ours *os.File, dump func() (*checkpoint.DumpStats, error)) (*checkpoint.DumpStats, *wire.StreamSum, error) {
+	c := m.cfg
+	defer ours.Close()
+	ps, err := c.Target.OpenStream(ctx, wire.StreamHeader{Kind: wire.StreamPages, Name: name})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ps.Close()
 	type result struct {
 		sum relay.Sum
 		err error
@@ -482,23 +536,23 @@ func (m *run) dumpToPageServer(ctx context.Context, spec DumpSpec) (*checkpoint.
 	go func() {
 		sum, err := relay.Run(ours, ps)
 		// If the stream ended first (the target died), CRIU must not block writing into a socket
-		// nobody reads: closing it makes the dump fail, and the migration roll back.
-		ours.Close()
+		// nobody reads: shutting it down makes the dump fail, and the migration roll back.
+		_ = unix.Shutdown(int(ours.Fd()), unix.SHUT_RDWR)
 		done <- result{sum, err}
 	}()
-	spec.PageServer = theirs
-	st, derr := c.Source.Dump(ctx, c.Container, spec)
-	theirs.Close() // CRIU has exited: this was the last copy of its end
+	st, derr := dump()
+	// The round is over, but CRIU (a pre-copy session) may still hold its end: stop reading it,
+	// which ends the stream, and so the target's page server.
+	_ = unix.Shutdown(int(ours.Fd()), unix.SHUT_RD)
 	r := <-done
-	m.rep.addStream("pages", r.sum.Bytes)
+	m.rep.addStream(name, r.sum.Bytes)
 	if derr != nil {
-		return nil, derr
+		return nil, nil, derr
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("streaming pages to %s: %w", c.Target.Host(), r.err)
+		return nil, nil, fmt.Errorf("streaming pages to %s: %w", c.Target.Host(), r.err)
 	}
-	m.pages = &wire.StreamSum{Bytes: r.sum.Bytes, Checksum: r.sum.Checksum}
-	return st, nil
+	return st, &wire.StreamSum{Bytes: r.sum.Bytes, Checksum: r.sum.Checksum}, nil
 }
 
 type lazyResult struct {
@@ -589,17 +643,24 @@ func (m *run) waitResident(ctx context.Context) error {
 	return nil
 }
 
-// localImages measures what the dump wrote on this host: bytes, and how many page files.
+// localImages measures what the dumps wrote on this host (the images, and pre-copy's rounds;
+// not CRIU's logs): bytes, and how many page files.
 func localImages(dir string) (int64, int) {
-	ents, _ := os.ReadDir(dir)
 	var n int64
 	pages := 0
-	for _, e := range ents {
-		if fi, err := e.Info(); err == nil {
-			n += fi.Size()
-		}
-		if strings.HasPrefix(e.Name(), "pages-") {
-			pages++
+	dirs, _ := filepath.Glob(filepath.Join(dir, "pre-*"))
+	for _, d := range append(dirs, filepath.Join(dir, "images")) {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+			if strings.HasPrefix(e.Name(), "pages-") {
+				pages++
+			}
 		}
 	}
 	return n, pages

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,12 +38,65 @@ func (c *calls) has(s string) bool {
 
 type fakeSource struct {
 	*calls
-	status string
+	status    string
+	softDirty bool
+	rounds    []uint64 // pre-copy: pages each pre-dump writes
+	failRound int      // pre-copy: the pre-dump that fails (1-based; 0 none)
+	sess      *fakeSession
 }
 
 func (s *fakeSource) Host() string { return "a" }
 func (s *fakeSource) Facts(context.Context) wire.HostFacts {
-	return wire.HostFacts{Host: "a", CRIUVersion: 40101, Rsync: "3.2", FreeBytes: 1 << 40}
+	return wire.HostFacts{Host: "a", CRIUVersion: 40101, Rsync: "3.2", FreeBytes: 1 << 40, SoftDirty: s.softDirty}
+}
+
+// PreCopy keeps duplicates of the sockets, as CRIU's swrk does, until Close.
+func (s *fakeSource) PreCopy(_ context.Context, _ string, ps []*os.File) (PreCopySession, error) {
+	s.add("precopy-start")
+	fs := &fakeSession{src: s}
+	for _, f := range ps {
+		fd, err := syscall.Dup(int(f.Fd()))
+		if err != nil {
+			return nil, err
+		}
+		fs.socks = append(fs.socks, os.NewFile(uintptr(fd), "ps"))
+	}
+	s.sess = fs
+	return fs, nil
+}
+
+type fakeSession struct {
+	src    *fakeSource
+	socks  []*os.File
+	next   int
+	closed bool
+	specs  []DumpSpec
+}
+
+func (f *fakeSession) PreDump(_ context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
+	f.src.add("predump")
+	f.specs = append(f.specs, spec)
+	f.next++
+	if f.next == f.src.failRound {
+		return nil, errors.New("criu pre-dump failed")
+	}
+	if _, err := f.socks[f.next-1].Write([]byte("pages")); err != nil {
+		return nil, err
+	}
+	return &checkpoint.DumpStats{PagesWritten: f.src.rounds[f.next-1]}, nil
+}
+
+func (f *fakeSession) Dump(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
+	f.specs = append(f.specs, spec)
+	spec.PageServer = f.socks[len(f.socks)-1]
+	return f.src.Dump(ctx, "", spec)
+}
+
+func (f *fakeSession) Close() error {
+	f.src.add("precopy-end")
+	f.closed = true
+	closeAll(f.socks)
+	return nil
 }
 func (s *fakeSource) Describe(context.Context, string) (*SourceContainer, error) {
 	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}
@@ -68,6 +122,7 @@ func (s *fakeSource) OpenBlob(context.Context, wire.Descriptor) (io.ReadCloser, 
 // fakeTarget fails where told to.
 type fakeTarget struct {
 	*calls
+	restored   wire.RestoreRequest
 	problems   []wire.Problem
 	failAt     string // prepare, restore
 	commitErr  error
@@ -96,8 +151,9 @@ func (t *fakeTarget) Image(context.Context, wire.ImageRequest) (wire.ImageReply,
 func (t *fakeTarget) OpenStream(context.Context, wire.StreamHeader) (transport.Stream, error) {
 	return nil, errors.New("no streams in this fake")
 }
-func (t *fakeTarget) Restore(context.Context, wire.RestoreRequest) (wire.RestoreReply, error) {
+func (t *fakeTarget) Restore(_ context.Context, req wire.RestoreRequest) (wire.RestoreReply, error) {
 	t.add("restore")
+	t.restored = req
 	if t.failAt == "restore" {
 		return wire.RestoreReply{}, errors.New("restore failed")
 	}
@@ -333,4 +389,72 @@ type cancelFS struct {
 func (f cancelFS) FinalSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
 	f.cancel()
 	return snapshot.Stats{}, ctx.Err()
+}
+
+// Pre-copy iterates while the container runs until the rule stops it, each round into its own
+// pages stream linked to the previous, then dumps the frozen container on top of the last.
+func TestPreCopyCommitted(t *testing.T) {
+	tgt := &fakeTarget{}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	src := cfg.Source.(*fakeSource)
+	src.softDirty, src.rounds = true, []uint64{65536, 4096, 512, 100}
+	cfg.Strategy = PreCopy
+	cfg.PreCopy = PreCopyRule{MaxRounds: 4, GoalBytes: 2 << 20, MaxGrowth: 0.1}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil || rep.Outcome != OutcomeCommitted || rep.Strategy != PreCopy {
+		t.Fatalf("err=%v outcome=%s strategy=%s", err, rep.Outcome, rep.Strategy)
+	}
+	want := []string{"prepare", "presync", "precopy-start", "predump", "predump", "predump", "freeze", "dump", "precopy-end", "finalsync", "restore", "commit", "retire", "fs-commit"}
+	if !slices.Equal(c.log, want) {
+		t.Fatalf("calls %v, want %v", c.log, want)
+	}
+	p := rep.PreCopy
+	if p == nil || len(p.Rounds) != 3 || !strings.Contains(p.Stop, "round 3 copied 2.0 MiB ≤ goal 2.0 MiB") || p.Rounds[1].PagesWritten != 4096 || p.Rounds[2].Bytes != 5 {
+		t.Fatalf("pre-copy report %+v", p)
+	}
+	if len(tgt.restored.PreRounds) != 3 || tgt.restored.PreRounds[0].Bytes != 5 {
+		t.Fatalf("restore request carries pre-rounds %+v", tgt.restored.PreRounds)
+	}
+	var parents []string
+	for _, sp := range src.sess.specs {
+		parents = append(parents, sp.Parent)
+	}
+	if !slices.Equal(parents, []string{"", "../pre-1", "../pre-2", "../pre-3"}) {
+		t.Fatalf("parents %q", parents)
+	}
+	if !strings.Contains(rep.Text(), "pre-copy   3 round(s)") {
+		t.Fatalf("text report: %s", rep.Text())
+	}
+}
+
+// A failed pre-dump rolls back before anything was frozen: the session ends, the target is
+// aborted, nothing stays on disk.
+func TestPreCopyFailureRollsBack(t *testing.T) {
+	tgt := &fakeTarget{}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	src := cfg.Source.(*fakeSource)
+	src.softDirty, src.rounds, src.failRound = true, []uint64{65536, 4096}, 2
+	cfg.Strategy = PreCopy
+	rep, err := Run(context.Background(), cfg)
+	if err == nil || rep.Outcome != OutcomeRolledBack || !strings.Contains(err.Error(), "pre-copy round 2") {
+		t.Fatalf("err=%v outcome=%s", err, rep.Outcome)
+	}
+	if !c.has("precopy-end") || !c.has("abort") || c.has("freeze") || c.has("restore") || !src.sess.closed {
+		t.Fatalf("calls %v", c.log)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.RunDir, "migrations", cfg.ID)); !os.IsNotExist(err) {
+		t.Fatal("local pre-copy images left behind")
+	}
+}
+
+// Without soft-dirty on the source, pre-copy is refused with the reason and nothing happens.
+func TestPreCopyRefusedWithoutSoftDirty(t *testing.T) {
+	cfg, c := setup(t, &fakeTarget{})
+	cfg.Strategy = PreCopy
+	rep, err := Run(context.Background(), cfg)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "CONFIG_MEM_SOFT_DIRTY") || len(c.log) != 0 {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
 }

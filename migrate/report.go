@@ -71,6 +71,8 @@ type Report struct {
 	StartedAt  time.Time    `json:"started_at"`
 	TotalMs    float64      `json:"total_ms"`
 	DowntimeMs float64      `json:"downtime_ms"` // freeze on the source → task running on the target
+	// PreCopy (pre-copy): the rule, each round, and why iterating stopped.
+	PreCopy *PreCopyReport `json:"pre_copy,omitempty"`
 	// ResidencyMs (post-copy): freeze on the source → every page on the target.
 	ResidencyMs float64       `json:"residency_ms,omitempty"`
 	Phases      []Phase       `json:"phases"`
@@ -115,6 +117,13 @@ func (r *Report) Text() string {
 		}
 		if r.StrategyReason != "" {
 			w("  strategy   %s", r.StrategyReason)
+		}
+		if p := r.PreCopy; p != nil {
+			var rs []string
+			for _, x := range p.Rounds {
+				rs = append(rs, fmt.Sprintf("%s in %s", bytes(x.Bytes), dur(x.DurationMs)))
+			}
+			w("  pre-copy   %d round(s): %s; stopped: %s", len(p.Rounds), strings.Join(rs, ", "), p.Stop)
 		}
 	case OutcomeRefused:
 		w("refused to migrate %s from %s to %s; nothing was changed:", r.Container, r.Source, r.Target)

@@ -79,6 +79,7 @@ type server struct {
 	plan      []wire.Mount
 	image     *wire.ImageRequest // an image whose blobs are being shipped
 	pages     *pagesResult       // the page server's stream, once it started
+	preRounds []*pagesResult     // pre-copy: each pre-dump's page server, in order (dirs pre-1, pre-2, …)
 	lazyConn  lazyEnd            // post-copy: the stream to the source's lazy dump, until the restore
 	lazy      *lazyDaemon        // post-copy: the lazy-pages daemon, once started
 	mounts    map[string]string  // mount name → target directory (rsync)
@@ -434,7 +435,10 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 	if s.state() != StatePrepared || req.MigrationID != s.j.ID {
 		return wire.RestoreReply{}, fmt.Errorf("restore in state %q: %w", s.state(), errdefs.ErrProtocol)
 	}
-	if err := s.checkPages(req.Pages); err != nil {
+	if err := s.checkPreRounds(req.PreRounds); err != nil {
+		return wire.RestoreReply{}, err
+	}
+	if err := s.checkPages(s.pages, req.Pages); err != nil {
 		return wire.RestoreReply{}, err
 	}
 	if err := sftpdir.Verify(s.imagesDir, req.Images, s.pageFile); err != nil {
@@ -482,11 +486,10 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 
 // checkPages waits for the page server to finish and compares what it received with what the
 // source says it sent (bytes and checksum).
-func (s *server) checkPages(want *wire.StreamSum) error {
+func (s *server) checkPages(ps *pagesResult, want *wire.StreamSum) error {
 	if want == nil {
 		return nil
 	}
-	ps := s.pages
 	if ps == nil {
 		return fmt.Errorf("the source sent pages but no page stream arrived: %w", errdefs.ErrProtocol)
 	}
@@ -505,8 +508,25 @@ func (s *server) checkPages(want *wire.StreamSum) error {
 	return nil
 }
 
-// pageFile accepts, among the restore images, the files the page server wrote.
+// checkPreRounds checks each pre-copy round's page stream like the final one.
+func (s *server) checkPreRounds(want []wire.StreamSum) error {
+	if len(want) != len(s.preRounds) {
+		return fmt.Errorf("the source sent %d pre-copy rounds, %d arrived: %w", len(want), len(s.preRounds), errdefs.ErrProtocol)
+	}
+	for i := range want {
+		if err := s.checkPages(s.preRounds[i], &want[i]); err != nil {
+			return fmt.Errorf("pre-copy round %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// pageFile accepts, among the restore images, the files the page server wrote, and the link
+// to the last pre-copy round's images.
 func (s *server) pageFile(name string) bool {
+	if name == parentLink {
+		return len(s.preRounds) > 0
+	}
 	return s.pages != nil && (strings.HasPrefix(name, "pages-") || strings.HasPrefix(name, "pagemap-")) && strings.HasSuffix(name, ".img")
 }
 

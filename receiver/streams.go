@@ -178,14 +178,12 @@ func (s *server) serveStream(c net.Conn) {
 		_ = reply.Send(wire.TypeStream, nil)
 	case wire.StreamPages:
 		s.mu.Lock()
-		if s.pages != nil {
-			s.mu.Unlock()
-			_ = wc.SendError(wire.TypeStream, fmt.Errorf("pages already received: %w", errdefs.ErrProtocol))
+		ps, dir, err := s.pagesInto(h.Name)
+		s.mu.Unlock()
+		if err != nil {
+			_ = wc.SendError(wire.TypeStream, err)
 			return
 		}
-		ps := &pagesResult{done: make(chan struct{})}
-		s.pages = ps
-		s.mu.Unlock()
 		if !ack() {
 			ps.err = errors.New("could not acknowledge the pages stream")
 			close(ps.done)
@@ -196,7 +194,7 @@ func (s *server) serveStream(c net.Conn) {
 			io.Writer
 			io.Closer
 		}{dc, dc, c}}
-		ps.sum, ps.err = s.servePages(fr, dc, imagesDir)
+		ps.sum, ps.err = s.servePages(fr, dc, dir)
 		close(ps.done)
 	case wire.StreamLazy:
 		s.mu.Lock()
@@ -354,6 +352,59 @@ func (s *server) importImage(rt *runtime.Client, img *wire.ImageRequest, r io.Re
 		return err
 	}
 	return rt.CreateImage(ctx, img.Name, img.Target, img.Snapshotter)
+}
+
+// parentLink is CRIU's link from a round's images to the previous round's.
+const parentLink = "parent"
+
+// pagesInto prepares a pages stream: "pages" (the dump: into the restore images) or, for
+// pre-copy, "pre-N" (the Nth pre-dump, in order: into pre-N beside them). Each round's images
+// link to the previous round's, so that CRIU's page server and restore find the pages that did
+// not change since. Called with s.mu held.
+func (s *server) pagesInto(name string) (*pagesResult, string, error) {
+	ps := &pagesResult{done: make(chan struct{})}
+	n := len(s.preRounds)
+	if name == "pages" {
+		if s.pages != nil {
+			return nil, "", fmt.Errorf("pages already received: %w", errdefs.ErrProtocol)
+		}
+		if n > 0 {
+			if err := os.Symlink(fmt.Sprintf("../pre-%d", n), filepath.Join(s.imagesDir, parentLink)); err != nil {
+				return nil, "", err
+			}
+		}
+		s.pages = ps
+		return ps, s.imagesDir, nil
+	}
+	if s.pages != nil || name != fmt.Sprintf("pre-%d", n+1) || n >= maxPreRounds {
+		return nil, "", fmt.Errorf("pages stream %q out of order (%d pre-copy rounds received, dump received: %v): %w", name, n, s.pages != nil, errdefs.ErrProtocol)
+	}
+	if n > 0 && !isDone(s.preRounds[n-1]) {
+		return nil, "", fmt.Errorf("pre-copy round %d is still arriving: %w", n, errdefs.ErrProtocol)
+	}
+	dir := filepath.Join(filepath.Dir(s.imagesDir), name) // inside the migration directory
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	if n > 0 {
+		if err := os.Symlink(fmt.Sprintf("../pre-%d", n), filepath.Join(dir, parentLink)); err != nil {
+			return nil, "", err
+		}
+	}
+	s.preRounds = append(s.preRounds, ps)
+	return ps, dir, nil
+}
+
+// maxPreRounds bounds the pre-copy rounds a source may send.
+const maxPreRounds = 32
+
+func isDone(ps *pagesResult) bool {
+	select {
+	case <-ps.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // pagesResult is what the page server received.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,9 @@ type migrateFlags struct {
 	maxDowntime       time.Duration
 	compress          string
 	bwlimit           string
+	precopyRounds     int
+	precopyGoal       string
+	precopyGrowth     float64
 }
 
 func newMigrate(g *globalFlags) *cobra.Command {
@@ -52,7 +57,9 @@ target. Ctrl-C rolls back the same way.
 Memory moves by one of three strategies (--strategy; auto picks and says why):
   stop-copy   frozen while memory streams to the target (a CRIU page server, no disk)
   pre-copy    memory copied in rounds while the container runs, then the last changes
-              (needs soft-dirty tracking, CONFIG_MEM_SOFT_DIRTY, on the source)
+              (needs soft-dirty tracking, CONFIG_MEM_SOFT_DIRTY, on the source); rounds
+              stop at --precopy-rounds, once a round copies ≤ --precopy-goal, or when a
+              round copies more than the one before (+ --precopy-max-growth)
   post-copy   the target runs the container at once and fetches memory as it touches it
               (needs userfaultfd on the target). RISK: until every page has arrived, the
               container's memory lives on both hosts; losing the source or the link during
@@ -86,6 +93,9 @@ changed); 4 commit outcome unknown (the message says what to do); 5 rollback inc
 	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
 	fl.StringVar(&f.strategy, "strategy", "auto", "how memory moves: auto, stop-copy, pre-copy, post-copy (see above)")
 	fl.DurationVar(&f.maxDowntime, "max-downtime", migrate.DefaultMaxDowntime, "auto: the downtime stop-copy may cost before a better strategy is taken")
+	fl.IntVar(&f.precopyRounds, "precopy-rounds", migrate.DefaultPreCopyRule.MaxRounds, "pre-copy: at most this many rounds before the final dump")
+	fl.StringVar(&f.precopyGoal, "precopy-goal", "16M", "pre-copy: stop iterating once a round copies at most this much (K, M, G)")
+	fl.Float64Var(&f.precopyGrowth, "precopy-max-growth", migrate.DefaultPreCopyRule.MaxGrowth, "pre-copy: stop when a round copies more than (1 + this) × the previous one")
 	fl.StringVar(&f.compress, "compress", wire.CompressNone, "compress every stream (memory, files, image): zstd or none")
 	fl.StringVar(&f.bwlimit, "bwlimit", "0", "cap what all streams send, per second, after compression: e.g. 50M, 800K (KiB when no unit; 0 = none)")
 	return cmd
@@ -107,6 +117,14 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 	streamOpts := transport.StreamOptions{Compress: f.compress, BytesPerSecond: bps}
 	if err := streamOpts.Validate(); err != nil {
 		return fmt.Errorf("--compress: %w", err)
+	}
+	goal, err := parseSize(f.precopyGoal)
+	if err != nil {
+		return fmt.Errorf("--precopy-goal: %w", err)
+	}
+	rule := migrate.PreCopyRule{MaxRounds: f.precopyRounds, GoalBytes: goal, MaxGrowth: f.precopyGrowth}
+	if err := rule.Validate(); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -139,7 +157,7 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 		}
 		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime,
+			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{
@@ -182,4 +200,25 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 		code = exitRollbackIncomplete
 	}
 	return &exitError{code: code, err: err}
+}
+
+// parseSize reads a size: bytes, or a number with a unit K, M or G (powers of 1024).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "iB"), "B")
+	unit := int64(1)
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k', 'K':
+			unit, t = 1<<10, t[:n-1]
+		case 'm', 'M':
+			unit, t = 1<<20, t[:n-1]
+		case 'g', 'G':
+			unit, t = 1<<30, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || v > 1<<40 {
+		return 0, fmt.Errorf("size %q: want bytes or a number with K, M or G, e.g. 16M", s)
+	}
+	return int64(v * float64(unit)), nil
 }

@@ -188,6 +188,8 @@ type RestoreRequest struct {
 	// Pages is what the dump sent to the target's page server (bytes, checksum), nil when the
 	// pages came as image files.
 	Pages *StreamSum `json:"pages,omitempty"`
+	// PreRounds (pre-copy) are the pre-dumps' page streams ("pre-1", …), in order.
+	PreRounds []StreamSum `json:"pre_rounds,omitempty"`
 	// Lazy: post-copy. The pages stay on the source; the target restores with lazy pages and
 	// its lazy-pages daemon fetches them through the "lazy" stream.
 	Lazy bool `json:"lazy,omitempty"`
