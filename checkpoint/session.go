@@ -22,8 +22,8 @@ import (
 // RPC takes a page server socket only as a descriptor number of the swrk process, so every
 // socket is inherited when the session starts: there are as many rounds as sockets given.
 type Session struct {
-	c     *criu.Criu
-	st    *RuncState
+	c    *criu.Criu
+	st   *RuncState
 	fds  []int // page server sockets, as numbered in swrk
 	next int
 }
