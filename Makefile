@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/ferry-project/ferry/internal/version.Version=$(VERSION)
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit test-e2e fuzz-smoke demo lab-down clean
+.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo lab-down clean
 
 all: build
 
@@ -25,7 +25,8 @@ build:
 ## summary of what was skipped and why.
 test: deps build
 	set -o pipefail; { \
-	  $(GO) test -json -count=1 -timeout 20m ./... ; \
+	  $(GO) test -json -count=1 -timeout 20m $$($(GO) list ./... | grep -v /e2e/vm) ; \
+	  $(GO) test -json -count=1 -timeout 45m ./e2e/vm ; \
 	  $(GO) test -json -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./transport/wire ; \
 	  $(GO) test -json -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./transport/zstream ; \
 	} 2>&1 | $(GO) run ./scripts/testsummary
@@ -33,6 +34,10 @@ test: deps build
 ## test-unit: the tests that need neither root nor the lab
 test-unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+## test-precopy: pre-copy end to end, in a VM on Debian's kernel (soft-dirty tracking), ~5 min
+test-precopy: deps build
+	$(GO) test -count=1 -v -timeout 45m ./e2e/vm
 
 ## test-e2e: only the end-to-end tests (root)
 test-e2e: build

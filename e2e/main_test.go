@@ -33,11 +33,21 @@ func TestMain(m *testing.M) {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Dir(filepath.Dir(file))
 	binDir = filepath.Join(repoRoot, "bin", "e2e")
+	// FERRY_E2E_BIN names binaries built beforehand (in a VM, building would take long).
+	prebuilt := os.Getenv("FERRY_E2E_BIN")
+	if prebuilt != "" {
+		binDir = prebuilt
+		if !filepath.IsAbs(binDir) {
+			binDir = filepath.Join(repoRoot, binDir)
+		}
+	}
 	skipReason = prerequisites()
 	if skipReason == "" {
-		if err := build(); err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: build:", err)
-			os.Exit(1)
+		if prebuilt == "" {
+			if err := build(); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e: build:", err)
+				os.Exit(1)
+			}
 		}
 		_, _ = labRun("down") // leftovers of an interrupted run
 		for _, p := range labMountPoints {
@@ -46,7 +56,11 @@ func TestMain(m *testing.M) {
 			}
 		}
 		pipeMaxBefore, _ = os.ReadFile("/proc/sys/fs/pipe-max-size")
-		if out, err := labRun("up", "--zfs"); err != nil {
+		up := []string{"up", "--zfs"}
+		if os.Getenv("FERRY_E2E_ZFS") == "0" { // the VM's pre-copy run needs no pool
+			up = up[:1]
+		}
+		if out, err := labRun(up...); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: ferry-lab up: %v\n%s", err, out)
 			_, _ = labRun("down")
 			os.Exit(1)
@@ -181,11 +195,21 @@ type report struct {
 	CRIU struct {
 		FrozenTimeMs   float64 `json:"frozen_time_ms"`
 		PagesWritten   uint64  `json:"pages_written"`
+		PagesSkipped   uint64  `json:"pages_skipped_parent"`
 		PagesRestored  uint64  `json:"pages_restored"`
 		LocalBytes     int64   `json:"local_bytes"`
 		LocalPageFiles int     `json:"local_page_files"`
 	} `json:"criu"`
 	Rollback []string `json:"rollback"`
+	PreCopy  *struct {
+		Rounds []struct {
+			Round        int    `json:"round"`
+			PagesWritten uint64 `json:"pages_written"`
+			PagesSkipped uint64 `json:"pages_skipped_parent"`
+			Bytes        int64  `json:"bytes"`
+		} `json:"rounds"`
+		Stop string `json:"stop"`
+	} `json:"pre_copy"`
 }
 
 // migrate runs `ferry migrate NAME TO --output json [flags]` on host from (stop-copy unless the

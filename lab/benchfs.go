@@ -141,8 +141,8 @@ func benchVolume(ctx context.Context, drv string, mib, repeat int, progress io.W
 	return runs, nil
 }
 
-func benchMigrate(ctx context.Context, from Host, name string, to Host) (*migrate.Report, error) {
-	out, err := Command(from, "ferry", "migrate", name, to.Name, "--output", "json").Output()
+func benchMigrate(ctx context.Context, from Host, name string, to Host, flags ...string) (*migrate.Report, error) {
+	out, err := Command(from, append([]string{"ferry", "migrate", name, to.Name, "--output", "json"}, flags...)...).Output()
 	var rep migrate.Report
 	if jerr := json.Unmarshal(out, &rep); jerr != nil {
 		return nil, fmt.Errorf("migrate %s %s→%s: %v (%v)", name, from.Name, to.Name, err, jerr)

@@ -246,6 +246,9 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 	if err != nil && !strings.Contains(err.Error(), "verification request") {
 		return nil, err
 	}
+	if err != nil {
+		res.Problems = append(res.Problems, "the workload's threads: "+threadStates(task.Pid()))
+	}
 	// The files are written after the counter advances: read them, then a state published after.
 	ticks, err := os.ReadFile(root + ws.TicksPath)
 	if err != nil {
@@ -329,4 +332,29 @@ func HelperRemove(ctx context.Context, name string) error {
 		}
 	}
 	return ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+}
+
+// threadStates describes a process's threads (state and where each sleeps) and its freezer
+// cgroup, to explain a workload that stopped answering.
+func threadStates(pid uint32) string {
+	var parts []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, t := range tasks {
+		stat, _ := os.ReadFile(t + "/stat")
+		wchan, _ := os.ReadFile(t + "/wchan")
+		st := "?"
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) {
+			st = string(stat[i+2 : i+3])
+		}
+		parts = append(parts, fmt.Sprintf("%s:%s/%s", filepath.Base(t), st, wchan))
+	}
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	for _, l := range strings.Split(string(cg), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && strings.Contains(f[1], "freezer") {
+			if b, err := os.ReadFile("/sys/fs/cgroup/freezer" + f[2] + "/freezer.state"); err == nil {
+				parts = append(parts, "freezer "+strings.TrimSpace(string(b)))
+			}
+		}
+	}
+	return strings.Join(parts, " ")
 }

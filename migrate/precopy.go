@@ -32,8 +32,9 @@ type PreCopyRule struct {
 // MaxPreCopyRounds bounds MaxRounds (every round holds a socket open in CRIU).
 const MaxPreCopyRounds = 16
 
-// DefaultPreCopyRule is P.Haul's rule of thumb, with a goal in bytes.
-var DefaultPreCopyRule = PreCopyRule{MaxRounds: 5, GoalBytes: 16 << 20, MaxGrowth: 0.1}
+// DefaultPreCopyRule stops as soon as a round copies more than the one before: once the dirty
+// set stops shrinking, more rounds only add time (P.Haul allows 10% growth).
+var DefaultPreCopyRule = PreCopyRule{MaxRounds: 5, GoalBytes: 16 << 20, MaxGrowth: 0}
 
 // Validate checks the rule.
 func (r PreCopyRule) Validate() error {

@@ -14,6 +14,7 @@ CRIU_WRAPPER=${CRIU_WRAPPER:-/usr/local/sbin/criu}
 APT_PACKAGES=(
   containerd runc rsync openssh-server openssh-client iptables nftables busybox-static zfs-fuse
   iproute2 util-linux procps acl attr psmisc kmod ca-certificates
+  qemu-system-x86  # ferry-lab vm: pre-copy's end-to-end test on a kernel with soft-dirty tracking
 )
 # criu and the libraries it links against, as trixie names them.
 TRIXIE_PACKAGES=(
@@ -89,4 +90,12 @@ WRAP
     exit 1
   fi
   log "criu $(criu --version | sed -n 's/^Version: *//p') installed; 'criu check' passes"
+fi
+
+# A kernel with soft-dirty tracking for ferry-lab's VM (pre-copy's end-to-end test), unless
+# this machine's own kernel has it.
+if criu check --feature mem_dirty_track >/dev/null 2>&1; then
+  log "this kernel tracks dirty memory: no VM kernel needed"
+else
+  bash "$(dirname "$0")/vm-kernel.sh"
 fi

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -214,5 +216,83 @@ func newBenchFS() *cobra.Command {
 	cmd.Flags().StringVar(&out, "out", "", "write the JSON results to this file")
 	cmd.Flags().IntVar(&size, "size-mib", 1024, "MiB of data in the big volume")
 	cmd.Flags().IntVar(&repeat, "repeat", 3, "measured moves per case")
+	return cmd
+}
+
+func newBenchMem() *cobra.Command {
+	var out string
+	var o lab.BenchMemOptions
+	cmd := &cobra.Command{
+		Use:   "bench-mem",
+		Short: "Measure the memory strategies against the raw SSH link and Podman's checkpoint/restore pipeline (lab up)",
+		Long: `Move a workload of each size with each memory strategy this kernel supports (every move
+checked with ferry-lab check), time the same bytes through a plain OpenSSH pipe, and run Podman's
+checkpoint --export → copy over SSH → restore --import with the same workload. Writes JSON and
+prints a Markdown table of medians and the goals.`,
+		Example: `  ferry-lab bench-mem --out bench/results/mem.json
+  ferry-lab bench-mem --sizes 64,256 --repeat 2 --podman=false`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			defer lab.PodmanCleanup(context.WithoutCancel(cmd.Context()))
+			res, err := lab.BenchMem(cmd.Context(), o, os.Stderr)
+			if err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(res, "", "  ")
+			if out != "" {
+				if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+					return err
+				}
+			}
+			fmt.Print(res.Markdown())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "write the JSON results to this file")
+	cmd.Flags().IntSliceVar(&o.SizesMiB, "sizes", []int{64, 256, 1024}, "workload sizes in MiB")
+	cmd.Flags().IntVar(&o.Repeat, "repeat", 3, "measured moves per size and strategy")
+	cmd.Flags().Float64Var(&o.DirtyMiBps, "dirty", 1, "MiB/s the workload rewrites")
+	cmd.Flags().BoolVar(&o.Podman, "podman", true, "also measure Podman's pipeline (needs podman)")
+	return cmd
+}
+
+func newVM() *cobra.Command {
+	var o lab.VMOptions
+	var env []string
+	cmd := &cobra.Command{
+		Use:   "vm [flags] -- COMMAND [ARG...]",
+		Short: "Run a command on Debian's stock kernel in a VM whose root is this machine's (read-only, with a tmpfs overlay)",
+		Long: `Run a command on another kernel: Debian's stock one (make deps fetches it), which has what this
+machine's kernel may lack — soft-dirty memory tracking, which pre-copy needs. qemu runs it with
+TCG (software emulation); the VM's root is this machine's, shared read-only over 9p under a
+tmpfs overlay, so every installed tool and the repo are there and nothing the VM does reaches
+this machine. The command runs as root in the current directory with PATH, HOME and the
+--env given; ferry-lab vm exits with its status.`,
+		Example: `  ferry-lab vm -- criu check --feature mem_dirty_track
+  ferry-lab vm --env FERRY_E2E_BIN=bin/vm -- bin/vm/e2e.test -test.run TestPreCopy -test.v`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			o.Dir, o.Argv = wd, args
+			o.Env = append([]string{"PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, env...)
+			code, err := lab.RunVM(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&o.MemMiB, "mem", 3072, "memory of the VM, MiB")
+	fl.IntVar(&o.CPUs, "cpus", 2, "virtual CPUs")
+	fl.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "stop the VM after this long")
+	fl.StringVar(&o.KernelDir, "kernel", "", "an unpacked linux-image package (default: the newest under "+lab.VMDir+")")
+	fl.StringArrayVar(&env, "env", nil, "KEY=VALUE for the command (repeatable)")
 	return cmd
 }

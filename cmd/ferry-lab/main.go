@@ -68,6 +68,6 @@ func newRoot() *cobra.Command {
   ferry-lab check b web
   ferry-lab down`,
 	}
-	root.AddCommand(newUp(), newDown(), newExec(), newRun(), newCheck(), newRm(), newStatus(), newBenchFS(), newHelper())
+	root.AddCommand(newUp(), newDown(), newExec(), newRun(), newCheck(), newRm(), newStatus(), newBenchFS(), newBenchMem(), newVM(), newHelper())
 	return root
 }
