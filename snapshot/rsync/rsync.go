@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -185,6 +186,11 @@ func (d *Driver) run(ctx context.Context, m snapshot.Mount, opts []string, stdin
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
 	cmd.ExtraFiles = []*os.File{child} // fd 3 in rsync, inherited by the relay helper
+	// Cancelled, rsync and its relay helper go together (the helper holds rsync's stderr, so
+	// killing rsync alone would leave Wait waiting for that pipe).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -229,6 +235,8 @@ func (d *Driver) relay(ctx context.Context, local *os.File, name string, n *atom
 		return err
 	}
 	defer s.Close()
+	// A stream whose other end went silent must not outlive the cancellation.
+	defer context.AfterFunc(ctx, func() { _ = s.Close() })()
 	var wg sync.WaitGroup
 	var upErr error
 	wg.Add(1)
