@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferry-project/ferry/transport/wire"
@@ -82,6 +83,8 @@ type Report struct {
 	Error       string        `json:"error,omitempty"`
 	Problems    []string      `json:"problems,omitempty"` // preflight refusals
 	Rollback    []string      `json:"rollback,omitempty"` // undo steps that ran
+
+	mu sync.Mutex // phases and streams may be added from concurrent steps
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -89,6 +92,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (r *Report) since(t time.Time) float64 { return ms(t.Sub(r.StartedAt)) }
 
 func (r *Report) addStream(name string, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i := range r.Streams {
 		if r.Streams[i].Name == name {
 			r.Streams[i].Bytes += n
