@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/ferry-project/ferry/internal/version.Version=$(VERSION)
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo lab-down clean
+.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo lab-down clean bench bench-mem bench-fs
 
 all: build
 
@@ -63,3 +63,15 @@ bench-fs: build
 	-$(BIN)/ferry-lab down >/dev/null 2>&1
 	$(BIN)/ferry-lab up --zfs
 	$(BIN)/ferry-lab bench-fs --out bench/results/fs.json; s=$$?; $(BIN)/ferry-lab down; exit $$s
+
+## bench-mem: memory strategies at 64/256/1024 MiB vs the raw SSH link and Podman's
+## checkpoint/restore pipeline (installs podman; JSON in bench/results/mem.json, a table on stdout)
+bench-mem: build
+	FERRY_BENCH=1 bash scripts/deps.sh
+	mkdir -p bench/results
+	-$(BIN)/ferry-lab down >/dev/null 2>&1
+	$(BIN)/ferry-lab up
+	$(BIN)/ferry-lab bench-mem --out bench/results/mem.json | tee bench/results/mem.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
+
+## bench: every benchmark (~15 min)
+bench: deps bench-mem bench-fs

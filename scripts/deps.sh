@@ -25,6 +25,10 @@ TRIXIE_PACKAGES=(
 
 log() { printf '[deps] %s\n' "$*"; }
 
+# FERRY_BENCH=1 (make bench): also the baselines ferry is measured against.
+if [ "${FERRY_BENCH:-0}" = 1 ]; then
+  APT_PACKAGES+=(podman)
+fi
 [ "$(id -u)" = 0 ] || { echo "deps: must run as root (it installs packages)" >&2; exit 1; }
 . /etc/os-release
 [ "${VERSION_CODENAME:-}" = bookworm ] || log "warning: tested on Debian 12 (bookworm), this is ${PRETTY_NAME:-unknown}"
