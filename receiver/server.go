@@ -559,6 +559,7 @@ func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.Commi
 				<-lazy.done
 			}
 			_ = os.RemoveAll(s.imagesDir)
+			keepCRIULogs(s.workDir)
 			_ = os.RemoveAll(s.workDir)
 		}()
 	}
@@ -617,4 +618,13 @@ func (s *server) close() {
 		s.rt.Close()
 	}
 	s.mu.Unlock()
+}
+
+// keepCRIULogs moves CRIU's logs of a committed migration (restore, lazy-pages) next to its
+// journal: small, and what an operator asks for when a restore was slow or odd.
+func keepCRIULogs(workDir string) {
+	logs, _ := filepath.Glob(filepath.Join(workDir, "criu", "*.log"))
+	for _, l := range logs {
+		_ = os.Rename(l, filepath.Join(filepath.Dir(workDir), "criu-"+filepath.Base(l)))
+	}
 }
