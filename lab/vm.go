@@ -265,7 +265,7 @@ func buildInitrd(path string, k *Kernel, o VMOptions) error {
 	w.file("modules/order", 0o644, []byte(strings.Join(order, "\n")+"\n"))
 	w.file("init", 0o755, []byte(vmInit))
 	w.file("stage2", 0o755, []byte(vmStage2))
-	w.file("kernel", 0o644, []byte(fmt.Sprintf("KVER=%s\nKMODULES=%s\n", shq(k.Version), shq(k.Modules))))
+	w.file("kernel", 0o644, []byte(fmt.Sprintf("KVER=%s\nKMODULES=%s\nWORKDIR=%s\n", shq(k.Version), shq(k.Modules), shq(o.Dir))))
 	w.file("command", 0o755, []byte(commandScript(o)))
 	if err := w.close(); err != nil {
 		return err

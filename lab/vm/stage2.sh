@@ -13,10 +13,23 @@ mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs shm /dev/shm
 mount -t mqueue mqueue /dev/mqueue
 # /var/lib starts empty: containerd's overlayfs snapshots cannot live on the overlay root.
+# The command's working directory stays visible even under one of them (a checkout in /tmp):
+# it is set aside first and put back on top.
+keep=
+if [ -n "$WORKDIR" ] && [ -d "$WORKDIR" ]; then
+  case "$WORKDIR/" in
+  /run/*|/tmp/*|/var/tmp/*|/var/lib/*)
+    keep=/.ferry-vm/workdir
+    mkdir -p "$keep" && mount --bind "$WORKDIR" "$keep" ;;
+  esac
+fi
 for d in /run /tmp /var/tmp /var/lib; do
   mount -t tmpfs -o mode=0755 tmpfs "$d"
 done
 chmod 1777 /tmp /var/tmp
+if [ -n "$keep" ]; then
+  mkdir -p "$WORKDIR" && mount --move "$keep" "$WORKDIR"
+fi
 mkdir -p "/lib/modules/$KVER" && mount --bind "$KMODULES" "/lib/modules/$KVER"
 mount -t tmpfs -o mode=0755 cgroup /sys/fs/cgroup
 for c in cpuset cpu,cpuacct blkio memory devices freezer net_cls,net_prio perf_event hugetlb pids rdma misc; do
