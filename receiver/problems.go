@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/ferry-project/ferry/checkpoint"
@@ -36,4 +37,25 @@ func human(b uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+// cpuProblem runs `criu cpuinfo check` on the source's CPU description: a process dumped on a
+// CPU with features this one lacks could crash after the restore, so the migration is refused
+// before anything changes.
+func cpuProblem(ctx context.Context, t, src wire.HostFacts) *wire.Problem {
+	switch {
+	case t.CRIUVersion == 0 || t.CRIUCheck != "":
+		return nil // CRIU itself is the problem, reported already
+	case src.CPUInfoError != "":
+		return nil // the source refuses for it
+	case len(src.CPUInfo) == 0:
+		return &wire.Problem{Code: "precondition", Message: fmt.Sprintf("%s sent no description of its CPU, so compatibility with %s cannot be checked", src.Host, t.Host),
+			Hint: "use the same ferry version on both hosts"}
+	}
+	if err := checkpoint.CheckCPUInfo(ctx, src.CPUInfo); err != nil {
+		return &wire.Problem{Code: "unsupported",
+			Message: fmt.Sprintf("%s's CPU lacks features of %s's CPU that the container's processes may use (%v)", t.Host, src.Host, err),
+			Hint:    "move it to a host with the same CPU model or a superset of its features (or restart the container there instead of migrating)"}
+	}
+	return nil
 }

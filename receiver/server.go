@@ -267,6 +267,9 @@ func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire
 	}
 	reply.Problems = append(reply.Problems, TargetProblems(reply.Target, req)...)
 	host := reply.Target.Host
+	if p := cpuProblem(ctx, reply.Target, req.Source); p != nil {
+		reply.Problems = append(reply.Problems, *p)
+	}
 	exists, err := rt.Exists(ctx, c.ID)
 	if err != nil {
 		return reply, err

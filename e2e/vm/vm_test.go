@@ -7,7 +7,6 @@ package vm
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -114,7 +113,7 @@ type lineLogger struct{ t *testing.T }
 
 func (l lineLogger) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		l.t.Log(fmt.Sprintf("vm| %s", line))
+		l.t.Logf("vm| %s", line)
 	}
 	return len(p), nil
 }

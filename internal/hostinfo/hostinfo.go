@@ -30,6 +30,11 @@ func Gather(ctx context.Context, rt *runtime.Client, dir string) wire.HostFacts 
 		f.SoftDirty = checkpoint.Feature(ctx, "mem_dirty_track")
 		f.Userfaultfd = checkpoint.Feature(ctx, "uffd-noncoop")
 		f.LazyDump = checkpoint.LazyDumpProblem()
+		if ci, err := checkpoint.CPUInfo(ctx); err != nil {
+			f.CPUInfoError = err.Error()
+		} else {
+			f.CPUInfo = ci
+		}
 	} else {
 		f.CRIUCheck = err.Error()
 	}
@@ -76,6 +81,8 @@ func Problems(f wire.HostFacts) []wire.Problem {
 		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU on %s is %s; ferry needs ≥ %s", f.Host, checkpoint.FormatVersion(f.CRIUVersion), checkpoint.FormatVersion(checkpoint.MinVersion)), Hint: "install a newer CRIU there (make deps)"})
 	case f.CRIUCheck != "":
 		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("`criu check` fails on %s: %s", f.Host, f.CRIUCheck), Hint: "the kernel or CRIU build lacks what checkpoint/restore needs"})
+	case f.CPUInfoError != "":
+		p = append(p, wire.Problem{Code: "unsupported", Message: fmt.Sprintf("CRIU cannot describe %s's CPU, so its compatibility with the other host cannot be checked: %s", f.Host, f.CPUInfoError), Hint: "see CRIU's message; `criu cpuinfo dump -D DIR` reproduces it"})
 	}
 	if f.Rsync == "" {
 		p = append(p, wire.Problem{Code: "unsupported", Message: "rsync is not installed on " + f.Host, Hint: "install rsync there (make deps)"})

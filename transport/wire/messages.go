@@ -79,6 +79,10 @@ type HostFacts struct {
 	Rsync         string `json:"rsync"`               // version, "" when missing
 	FreeBytes     uint64 `json:"free_bytes"`
 	ContainerdVer string `json:"containerd"`
+	// CPUInfo is `criu cpuinfo dump`'s image of this host's CPU (the source sends it; the target
+	// runs `criu cpuinfo check` on it); CPUInfoError says why there is none.
+	CPUInfo      []byte `json:"cpuinfo,omitempty"`
+	CPUInfoError string `json:"cpuinfo_error,omitempty"`
 }
 
 // PreflightRequest asks the target whether it can take the container. It changes nothing.
