@@ -203,20 +203,28 @@ func newBenchFS() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if out != "" {
-				if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-					return err
-				}
-			}
-			fmt.Print(res.Markdown())
-			return nil
+			return writeBench(out, res, res.Markdown())
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write the JSON results to this file")
 	cmd.Flags().IntVar(&size, "size-mib", 1024, "MiB of data in the big volume")
 	cmd.Flags().IntVar(&repeat, "repeat", 3, "measured moves per case")
 	return cmd
+}
+
+// writeBench writes a bench's JSON to out (if given) and prints its Markdown table.
+func writeBench(out string, res any, markdown string) error {
+	if out != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Print(markdown)
+	return nil
 }
 
 func newBenchMem() *cobra.Command {
@@ -238,14 +246,7 @@ prints a Markdown table of medians and the goals.`,
 			if err != nil {
 				return err
 			}
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if out != "" {
-				if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
-					return err
-				}
-			}
-			fmt.Print(res.Markdown())
-			return nil
+			return writeBench(out, res, res.Markdown())
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write the JSON results to this file")
