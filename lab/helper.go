@@ -14,6 +14,7 @@ import (
 
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
@@ -99,7 +100,24 @@ type RunOptions struct {
 	// host's pool mounted there) bind-mounted at /data; the workload writes VolumeMiB to it.
 	Volume    string
 	VolumeMiB int
+	// Hardened adds what a production container has and a migration must keep: the default
+	// seccomp profile, no_new_privs, a reduced capability set, and cgroup limits (memory, CPU
+	// quota, pids).
+	Hardened bool
 }
+
+// HardenedCaps is the capability set of a hardened lab container.
+var HardenedCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"}
+
+// Hardened containers' cgroup limits (the memory limit is per MiB of workload memory, plus slack).
+const (
+	HardenedPids      = 64
+	HardenedCPUQuota  = 50000 // µs per HardenedCPUPeriod: half a CPU
+	HardenedCPUPeriod = 100000
+)
+
+// HardenedMemoryLimit is the memory limit of a hardened container holding memMiB.
+func HardenedMemoryLimit(memMiB int) uint64 { return uint64(2*memMiB+256) << 20 }
 
 // HelperRun starts a container from the lab image on this host.
 func HelperRun(ctx context.Context, host string, o RunOptions) error {
@@ -129,6 +147,11 @@ func HelperRun(ctx context.Context, host string, o RunOptions) error {
 		}
 	}
 	specOpts = append(specOpts, oci.WithProcessArgs(args...))
+	if o.Hardened {
+		specOpts = append(specOpts, seccomp.WithDefaultProfile(), oci.WithNoNewPrivileges, oci.WithCapabilities(HardenedCaps),
+			oci.WithMemoryLimit(HardenedMemoryLimit(o.MemMiB)), oci.WithPidsLimit(HardenedPids),
+			oci.WithCPUCFS(HardenedCPUQuota, HardenedCPUPeriod))
+	}
 	ctr, err := c.NewContainer(ctx, o.Name,
 		containerd.WithImage(img),
 		containerd.WithNewSnapshot(o.Name, img),

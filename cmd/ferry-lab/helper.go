@@ -29,6 +29,7 @@ func newHelper() *cobra.Command {
 	run.Flags().Float64Var(&o.DirtyMiB, "dirty", 1, "")
 	run.Flags().StringVar(&o.Volume, "volume", "", "")
 	run.Flags().IntVar(&o.VolumeMiB, "volume-mib", 64, "")
+	run.Flags().BoolVar(&o.Hardened, "hardened", false, "")
 	h.AddCommand(run)
 	var output string
 	check := &cobra.Command{
