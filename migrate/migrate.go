@@ -151,6 +151,8 @@ type Config struct {
 	// the target): a tmpfs, /run/ferry.
 	RunDir string
 	Log    *slog.Logger
+	// TargetAddr is the target as the operator gave it ([user@]host[:port]), for `ferry recover`.
+	TargetAddr string
 	// ResolveTimeout bounds the search for a lost COMMIT's outcome (default 1 minute).
 	ResolveTimeout time.Duration
 	// Strategy is how memory moves: Auto (Choose decides), StopCopy (default), PreCopy,
@@ -464,7 +466,13 @@ func (m *run) run(ctx context.Context) (err error) {
 	defer cancel()
 	var cerr error
 	_ = m.phase("commit", func() error {
+		if cerr = failpoint.Inject("source/commit-lost"); cerr != nil {
+			return cerr // as if COMMIT never reached the target
+		}
 		_, cerr = c.Target.Commit(cctx, wire.CommitRequest{MigrationID: c.ID})
+		if cerr == nil {
+			cerr = failpoint.Inject("source/commit-reply-lost") // as if the target's answer was lost
+		}
 		if cerr == nil {
 			m.rep.DowntimeMs = ms(time.Since(m.frozen))
 		}
@@ -740,6 +748,9 @@ func (m *run) resolve(ctx context.Context, commitErr error) (bool, error) {
 	var last error
 	deadline := time.Now().Add(c.ResolveTimeout)
 	wait := c.ResolveTimeout / 30
+	if err := failpoint.Inject("source/target-unreachable"); err != nil {
+		last, deadline = err, time.Now()
+	}
 	for time.Now().Before(deadline) {
 		st, err := c.Target.Status(ctx, c.ID)
 		if err == nil {
@@ -769,6 +780,14 @@ func (m *run) resolve(ctx context.Context, commitErr error) (bool, error) {
 		wait = min(2*wait, c.ResolveTimeout/4)
 	}
 	m.rep.Outcome = OutcomeInDoubt
+	perr := writePending(c.StateDir, Pending{ID: c.ID, Container: c.Container, Namespace: c.Namespace, Source: c.Source.Host(),
+		Target: or(c.TargetAddr, c.Target.Host()), Checkpoint: m.dir, Since: time.Now().UTC()})
+	if perr == nil {
+		return false, fmt.Errorf("%w: the COMMIT to %s got no answer (%v) and its state cannot be read (%v). "+
+			"The source copy on %s stays frozen. Run `ferry recover %s` once %s is reachable: it asks the target "+
+			"what it decided and finishes that on both sides", ErrInDoubt, c.Target.Host(), commitErr, last, c.Source.Host(), c.ID, c.Target.Host())
+	}
+	m.log.Error("cannot record the pending migration for ferry recover", "err", perr)
 	return false, fmt.Errorf("%w: the COMMIT to %s got no answer (%v) and its state cannot be read (%v). "+
 		"The source copy on %s stays frozen and its checkpoint stays in %s. On %s run `ferry-receiver status %s`: "+
 		"if it says committed, remove the source copy (ctr -n %s task kill -s KILL %s; ctr -n %s container rm %s); "+
@@ -876,3 +895,10 @@ func (m *run) refuse(problems []string) error {
 func SourceProblems(f wire.HostFacts) []wire.Problem { return hostinfo.Problems(f) }
 
 func humanBytes(n uint64) string { return bytes(int64(n)) }
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

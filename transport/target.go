@@ -129,3 +129,27 @@ func (r *Receiver) outOfBand(ctx context.Context, verb, id string) (string, erro
 	}
 	return "", fmt.Errorf("%s: unreadable answer %q: %w", cmd, out, errdefs.ErrProtocol)
 }
+
+// Admin reaches ferry-receiver's out-of-band verbs (status, abort) without a serve session:
+// what `ferry recover` needs. Each call runs `ferry-receiver VERB ID` in a new SSH session,
+// which works on the target's journal under its lock.
+type Admin struct{ r *Receiver }
+
+// NewAdmin returns an Admin on c; command runs ferry-receiver (default "ferry-receiver").
+func (c *Client) NewAdmin(command string, redial func(context.Context) (*Client, error)) *Admin {
+	if command == "" {
+		command = "ferry-receiver"
+	}
+	return &Admin{r: &Receiver{client: c, command: command, redial: redial}}
+}
+
+// Status reads the migration's state on the target.
+func (a *Admin) Status(ctx context.Context, id string) (string, error) {
+	return a.r.outOfBand(ctx, "status", id)
+}
+
+// Abort undoes the migration on the target unless it committed (then it answers "committed"
+// with an error).
+func (a *Admin) Abort(ctx context.Context, req wire.AbortRequest) (string, error) {
+	return a.r.outOfBand(ctx, "abort", req.MigrationID)
+}

@@ -83,6 +83,6 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVarP(&g.namespace, "namespace", "n", "default", "containerd namespace")
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "log progress (-vv: debug)")
-	root.AddCommand(newMigrate(g))
+	root.AddCommand(newMigrate(g), newRecover(g))
 	return root
 }

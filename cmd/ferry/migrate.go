@@ -157,7 +157,7 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 		}
 		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
+			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{
