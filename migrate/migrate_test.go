@@ -375,8 +375,12 @@ func TestLostCommitInDoubt(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cfg.RunDir, "migrations", cfg.ID, "images", "core-1.img")); err != nil {
 		t.Fatalf("the checkpoint must stay on disk: %v", err)
 	}
-	if !strings.Contains(err.Error(), "ferry-receiver status") {
+	if !strings.Contains(err.Error(), "ferry recover "+cfg.ID) {
 		t.Fatalf("the error does not say what to do: %v", err)
+	}
+	p, err := ListPending(cfg.StateDir)
+	if err != nil || len(p) != 1 || p[0].ID != cfg.ID || p[0].Container != cfg.Container || p[0].Target == "" {
+		t.Fatalf("the pending record for ferry recover: %+v %v", p, err)
 	}
 }
 
