@@ -314,19 +314,21 @@ func (m *run) run(ctx context.Context) (err error) {
 		}
 		m.rep.Outcome = OutcomeRolledBack
 	}()
+	c := m.cfg
+	// Registered first: a target that fails even in preflight (its receiver killed) may leave
+	// something behind, and its out-of-band abort sweeps that. A refusal rolls nothing back.
+	m.r.Add("abort on "+c.Target.Host(), func(ctx context.Context) error {
+		_, err := c.Target.Abort(ctx, wire.AbortRequest{MigrationID: c.ID, Reason: "source rolled back"})
+		return err
+	})
 	if err := m.phase("preflight", func() error { return m.preflight(ctx) }); err != nil {
 		return err
 	}
-	c := m.cfg
 	mounts, err := m.mounts()
 	if err != nil {
 		return err
 	}
 
-	m.r.Add("abort on "+c.Target.Host(), func(ctx context.Context) error {
-		_, err := c.Target.Abort(ctx, wire.AbortRequest{MigrationID: c.ID, Reason: "source rolled back"})
-		return err
-	})
 	if m.shipImage {
 		if err := m.phase("image", func() error { return m.sendImage(ctx) }); err != nil {
 			return err

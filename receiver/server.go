@@ -82,11 +82,13 @@ type server struct {
 	preRounds []*pagesResult     // pre-copy: each pre-dump's page server, in order (dirs pre-1, pre-2, …)
 	lazyConn  lazyEnd            // post-copy: the stream to the source's lazy dump, until the restore
 	lazy      *lazyDaemon        // post-copy: the lazy-pages daemon, once started
-	mounts    map[string]string  // mount name → target directory (rsync)
-	datasets  map[string]string  // mount name → target dataset (zfs)
-	imagesDir string
-	workDir   string
-	streams   map[net.Conn]bool
+	// rsyncStreams counts the rsync streams served (failpoint builds name faults by it).
+	rsyncStreams int
+	mounts       map[string]string // mount name → target directory (rsync)
+	datasets     map[string]string // mount name → target dataset (zfs)
+	imagesDir    string
+	workDir      string
+	streams      map[net.Conn]bool
 }
 
 // Serve runs one session on in/out until the source closes it. A migration that is not
@@ -254,6 +256,9 @@ func (s *server) runtime(ctx context.Context, ns string) (*runtime.Client, error
 func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire.PreflightReply, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := failpoint.Inject("receiver/preflight"); err != nil {
+		return wire.PreflightReply{}, err
+	}
 	c := req.Container
 	if err := validContainer(c); err != nil {
 		return wire.PreflightReply{}, err

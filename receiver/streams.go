@@ -158,6 +158,15 @@ func (s *server) serveStream(c net.Conn) {
 		if dc.compressed {
 			rw = dc
 		}
+		if failpoint.Enabled {
+			// Test builds: receiver/rsync-N fires in the migration's N-th rsync stream (with
+			// one mount: 1 is the pre-sync, 2 the final sync).
+			s.mu.Lock()
+			s.rsyncStreams++
+			point := fmt.Sprintf("receiver/rsync-%d", s.rsyncStreams)
+			s.mu.Unlock()
+			rw = &faultRW{ReadWriter: rw, point: point}
+		}
 		if err := rsync.Serve(context.Background(), rw, opts, dest); err != nil {
 			s.log.Warn("rsync stream failed", "mount", h.Name, "err", err)
 		}
@@ -320,14 +329,44 @@ type faultReader struct {
 
 func (f *faultReader) Read(p []byte) (int, error) {
 	n, err := f.ReadWriteCloser.Read(p)
-	f.n += int64(n)
-	if !f.fired && f.n > 1<<20 {
-		f.fired = true
-		if ferr := failpoint.Inject(f.point); ferr != nil {
-			return n, ferr
-		}
+	return n, fault(f.point, &f.fired, &f.n, 1<<20, p[:n], err)
+}
+
+// fault fires failpoint point once more than after bytes have been read (n counts them);
+// "corrupt" flips one bit of data and lets the transfer go on.
+func fault(point string, fired *bool, n *int64, after int64, data []byte, err error) error {
+	*n += int64(len(data))
+	if *fired || *n <= after || len(data) == 0 {
+		return err
 	}
-	return n, err
+	*fired = true
+	switch ferr := failpoint.Inject(point); {
+	case errors.Is(ferr, failpoint.ErrCorrupt):
+		data[len(data)/2] ^= 0x10
+	case ferr != nil:
+		return ferr
+	}
+	return err
+}
+
+// faultRW is an rsync stream with a failpoint on what arrives (failpoint builds only).
+type faultRW struct {
+	io.ReadWriter
+	point string
+	n     int64
+	fired bool
+}
+
+func (f *faultRW) Read(p []byte) (int, error) {
+	n, err := f.ReadWriter.Read(p)
+	return n, fault(f.point, &f.fired, &f.n, 0, p[:n], err)
+}
+
+func (f *faultRW) CloseWrite() error {
+	if cw, ok := f.ReadWriter.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // importImage stores the shipped blobs (each checked against its digest) under a lease, then

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
@@ -106,6 +107,9 @@ func removeOwnImage(ctx context.Context, cfg Config, u Undo) error {
 // already gone is not an error.
 func Abort(ctx context.Context, cfg Config, id string) (string, error) {
 	cfg.defaults()
+	// A receiver killed before it had a migration to journal (in preflight) leaves only its
+	// session socket: sweep those of dead receivers whatever this migration's state.
+	sweepSockets(filepath.Join(cfg.RunDir, "sessions"))
 	j, err := openJournal(cfg.StateDir, id, 90*time.Second)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return "absent", nil

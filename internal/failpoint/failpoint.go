@@ -4,7 +4,8 @@
 // product builds every Inject is an empty function.
 //
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
-// ACTION is kill (SIGKILL this process), exit, error, or sleep:DURATION. A line is consumed
+// ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
+// is handling: see ErrCorrupt), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
 
@@ -20,6 +21,9 @@ import (
 
 // Enabled reports whether this build honours failpoints.
 const Enabled = true
+
+// ErrCorrupt asks the caller to damage the data at hand (one byte) and go on.
+var ErrCorrupt = errors.New("failpoint: corrupt")
 
 // File holds the configured faults.
 var File = "/etc/ferry/failpoints"
@@ -53,6 +57,8 @@ func Inject(name string) error {
 			os.Exit(3)
 		case act == "error":
 			return errors.New("failpoint " + name)
+		case act == "corrupt":
+			return ErrCorrupt
 		case strings.HasPrefix(act, "sleep:"):
 			d, _ := time.ParseDuration(strings.TrimPrefix(act, "sleep:"))
 			time.Sleep(d)

@@ -4,8 +4,13 @@
 // Inject does nothing.
 package failpoint
 
+import "errors"
+
 // Enabled reports whether this build honours failpoints.
 const Enabled = false
+
+// ErrCorrupt is never returned in product builds.
+var ErrCorrupt = errors.New("failpoint: corrupt")
 
 // Inject does nothing in product builds.
 func Inject(string) error { return nil }
