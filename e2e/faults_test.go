@@ -14,35 +14,38 @@ import (
 // receiver SIGKILLed, or one byte of what arrives flipped.
 func TestFaultMatrix(t *testing.T) {
 	requireLab(t)
-	phases := []struct{ name, point string }{
-		{"preflight", "receiver/preflight"},
-		{"fs pre-sync", "receiver/rsync-1"},
-		{"memory", "receiver/pages-mid"},
-		{"final sync", "receiver/rsync-2"},
-		{"restore", "receiver/restore"},
-		{"commit", "receiver/commit"},
-	}
+	phases := []string{"preflight", "fs pre-sync", "memory", "final sync", "restore", "commit"}
+	type at struct{ host, point string }
 	faults := []struct {
 		name, action string
-		streams      bool // only where data streams
+		where        map[string]at // phase → where the fault is armed; absent: not applicable
 	}{
-		{"kill ferry-receiver", "kill", false},
-		{"corrupt one byte", "corrupt", true},
+		{"kill ferry-receiver", "kill", map[string]at{
+			"preflight": {"b", "receiver/preflight"}, "fs pre-sync": {"b", "receiver/rsync-1"}, "memory": {"b", "receiver/pages-mid"},
+			"final sync": {"b", "receiver/rsync-2"}, "restore": {"b", "receiver/restore"}, "commit": {"b", "receiver/commit"},
+		}},
+		{"corrupt one byte", "corrupt", map[string]at{
+			"fs pre-sync": {"b", "receiver/rsync-1"}, "memory": {"b", "receiver/pages-mid"}, "final sync": {"b", "receiver/rsync-2"},
+		}},
+		// Not yet: "kill criu" (failpoint action killcriu). Killing criu mid-dump leaves the
+		// source container neither paused nor cleanly running, and the rollback's thaw fails
+		// (README, Limits); mid-restore the kill does not land reliably yet.
 	}
 	cells := map[string]string{}
 	n := 0
 	for _, f := range faults {
 		for _, p := range phases {
-			key := f.name + "|" + p.name
-			if f.streams && !strings.Contains(p.point, "rsync") && !strings.Contains(p.point, "pages") {
-				cells[key] = "n/a (no stream)"
+			key := f.name + "|" + p
+			w, ok := f.where[p]
+			if !ok {
+				cells[key] = "n/a"
 				continue
 			}
 			n++
 			name := fmt.Sprintf("fm-%d", n)
-			t.Run(f.action+"/"+strings.ReplaceAll(p.name, " ", "-"), func(t *testing.T) {
+			t.Run(f.action+"/"+strings.ReplaceAll(p, " ", "-"), func(t *testing.T) {
 				cells[key] = "FAILED"
-				cells[key] = faultCase(t, name, p.point, f.action)
+				cells[key] = faultCase(t, name, w.host, w.point, f.action)
 			})
 		}
 	}
@@ -50,13 +53,13 @@ func TestFaultMatrix(t *testing.T) {
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprint(w, "fault \\ phase")
 	for _, p := range phases {
-		fmt.Fprintf(w, "\t%s", p.name)
+		fmt.Fprintf(w, "\t%s", p)
 	}
 	fmt.Fprintln(w)
 	for _, f := range faults {
 		fmt.Fprint(w, f.name)
 		for _, p := range phases {
-			fmt.Fprintf(w, "\t%s", cells[f.name+"|"+p.name])
+			fmt.Fprintf(w, "\t%s", cells[f.name+"|"+p])
 		}
 		fmt.Fprintln(w)
 	}
@@ -66,13 +69,13 @@ func TestFaultMatrix(t *testing.T) {
 
 // faultCase runs one migration with the fault armed on the target and checks the invariants.
 // It returns the cell's text.
-func faultCase(t *testing.T, name, point, action string) string {
+func faultCase(t *testing.T, name, host, point, action string) string {
 	mustLab(t, "run", "a", name, "--mem", "16")
 	defer func() { lab(t, "rm", "a", name); lab(t, "rm", "b", name) }()
-	mustLab(t, "exec", "b", "--", "sh", "-c", fmt.Sprintf("echo '%s %s' > /etc/ferry/failpoints", point, action))
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	mustLab(t, "exec", host, "--", "sh", "-c", fmt.Sprintf("echo '%s %s' > /etc/ferry/failpoints", point, action))
+	defer lab(t, "exec", host, "--", "rm", "-f", "/etc/ferry/failpoints")
 	rep, r := migrate(t, "a", name, "b")
-	if fp := mustLab(t, "exec", "b", "--", "sh", "-c", "cat /etc/ferry/failpoints 2>/dev/null || true"); strings.TrimSpace(fp) != "" {
+	if fp := mustLab(t, "exec", host, "--", "sh", "-c", "cat /etc/ferry/failpoints 2>/dev/null || true"); strings.TrimSpace(fp) != "" {
 		t.Fatalf("the fault %s %s did not fire (outcome %s)", point, action, rep.Outcome)
 	}
 	runsOn, other := "a", "b"

@@ -5,7 +5,7 @@
 //
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
-// is handling: see ErrCorrupt), or sleep:DURATION. A line is consumed
+// is handling: see ErrCorrupt), killcriu (SIGKILL the next criu process of this network namespace), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
 
@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +60,8 @@ func Inject(name string) error {
 			return errors.New("failpoint " + name)
 		case act == "corrupt":
 			return ErrCorrupt
+		case act == "killcriu":
+			go killCRIUSoon(10 * time.Second)
 		case strings.HasPrefix(act, "sleep:"):
 			d, _ := time.ParseDuration(strings.TrimPrefix(act, "sleep:"))
 			time.Sleep(d)
@@ -66,4 +69,48 @@ func Inject(name string) error {
 		return nil
 	}
 	return nil
+}
+
+// killCRIUSoon SIGKILLs the first criu process that appears in this process's network
+// namespace (a lab host) within d, once it has run for a moment (so it is mid-work).
+func killCRIUSoon(d time.Duration) {
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return
+	}
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		dirs, _ := os.ReadDir("/proc")
+		for _, e := range dirs {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if !isCRIU(pid) {
+				continue
+			}
+			if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ns != self {
+				continue
+			}
+			time.Sleep(50 * time.Millisecond)
+			fmt.Fprintf(os.Stderr, "failpoint: SIGKILL criu (pid %d)\n", pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return
+		}
+	}
+}
+
+// isCRIU: criu itself, or started through a loader (ld.so ... /usr/sbin/criu), as ferry's
+// deps install it.
+func isCRIU(pid int) bool {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	for i, a := range args {
+		if i > 3 {
+			break
+		}
+		if a == "criu" || strings.HasSuffix(a, "/usr/sbin/criu") || strings.HasSuffix(a, "/bin/criu") && !strings.HasSuffix(a, "/local/sbin/criu") {
+			return true
+		}
+	}
+	return false
 }
