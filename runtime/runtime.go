@@ -213,10 +213,60 @@ func (c *Client) Resume(ctx context.Context, id string) error {
 	if st, err := t.Status(c.with(ctx)); err == nil && st.Status == containerd.Running {
 		return nil
 	}
-	if err := t.Resume(c.with(ctx)); err != nil {
+	err = t.Resume(c.with(ctx))
+	if err != nil && strings.Contains(err.Error(), "not paused") {
+		// containerd records the task paused but its cgroup is not frozen: what a criu killed in
+		// the middle of a dump leaves (it thaws the cgroup to seize the tasks). Freeze the cgroup
+		// again so that runc's resume and containerd's record agree, then resume.
+		if ferr := freezeCgroup(ctx, t.Pid()); ferr != nil {
+			return classify(errors.Join(err, ferr), "resume "+id)
+		}
+		err = t.Resume(c.with(ctx))
+	}
+	if err != nil {
 		return classify(err, "resume "+id)
 	}
 	return nil
+}
+
+// freezeCgroup freezes the cgroup of pid (v1 freezer, or v2 cgroup.freeze) and waits until it is.
+func freezeCgroup(ctx context.Context, pid uint32) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return err
+	}
+	var file, want, check, frozen string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch {
+		case strings.Contains(","+f[1]+",", ",freezer,"):
+			file = filepath.Join("/sys/fs/cgroup/freezer", f[2], "freezer.state")
+			want, check, frozen = "FROZEN", file, "FROZEN"
+		case f[0] == "0" && f[1] == "" && file == "":
+			file = filepath.Join("/sys/fs/cgroup", f[2], "cgroup.freeze")
+			want, check, frozen = "1", filepath.Join("/sys/fs/cgroup", f[2], "cgroup.events"), "frozen 1"
+		}
+	}
+	if file == "" {
+		return fmt.Errorf("no freezer cgroup for pid %d", pid)
+	}
+	if err := os.WriteFile(file, []byte(want), 0o644); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		if b, err := os.ReadFile(check); err == nil && strings.Contains(string(b), frozen) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not become frozen", file)
 }
 
 func (c *Client) task(ctx context.Context, id string) (containerd.Task, error) {
