@@ -5,7 +5,8 @@
 //
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
-// is handling: see ErrCorrupt), killcriu (SIGKILL the next criu process of this network namespace), or sleep:DURATION. A line is consumed
+// is handling: see ErrCorrupt), killcriu (SIGKILL the next criu process of this network namespace), filldisk:DIR (fill the
+// filesystem of DIR with a file DIR/.failpoint-fill), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
 
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,8 @@ func Inject(name string) error {
 			return ErrCorrupt
 		case act == "killcriu":
 			go killCRIUSoon(10 * time.Second)
+		case strings.HasPrefix(act, "filldisk:"):
+			fillDisk(strings.TrimPrefix(act, "filldisk:"))
 		case strings.HasPrefix(act, "sleep:"):
 			d, _ := time.ParseDuration(strings.TrimPrefix(act, "sleep:"))
 			time.Sleep(d)
@@ -113,4 +117,24 @@ func isCRIU(pid int) bool {
 		}
 	}
 	return false
+}
+
+// fillDisk fills the filesystem holding dir, so that the next write there fails with ENOSPC.
+func fillDisk(dir string) {
+	f, err := os.OpenFile(filepath.Join(dir, ".failpoint-fill"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "failpoint: filldisk %s: %v\n", dir, err)
+		return
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		m, err := f.Write(buf)
+		n += int64(m)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "failpoint: filled %s with %d bytes (%v)\n", dir, n, err)
+			return
+		}
+	}
 }
