@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"time"
 
 	gozfs "github.com/mistifyio/go-zfs/v3"
 
@@ -204,5 +205,13 @@ func Destroy(dataset string) error {
 			return fmt.Errorf("unmount %s: %w", dataset, err)
 		}
 	}
-	return ds.Destroy(gozfs.DestroyRecursive)
+	// Right after an unmount (or a receive) ZFS may still call the dataset busy for a moment
+	// (seen on zfs-fuse under load): retry that, briefly, and only that.
+	for i := 0; ; i++ {
+		err = ds.Destroy(gozfs.DestroyRecursive)
+		if err == nil || !strings.Contains(err.Error(), "dataset is busy") || i == 20 {
+			return err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
