@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ferry-project/ferry/internal/version"
 	"github.com/ferry-project/ferry/migrate"
@@ -22,21 +23,34 @@ import (
 	"github.com/ferry-project/ferry/transport/wire"
 )
 
-type migrateFlags struct {
-	output            string
-	reportFile        string
+// hostFlags are how ferry reaches the target and this host's containerd (migrate, recover).
+type hostFlags struct {
 	identities        []string
 	knownHosts        []string
 	receiverCommand   string
 	containerdAddress string
 	stateDir          string
-	strategy          string
-	maxDowntime       time.Duration
-	compress          string
-	bwlimit           string
-	precopyRounds     int
-	precopyGoal       string
-	precopyGrowth     float64
+}
+
+func (h *hostFlags) add(fl *pflag.FlagSet) {
+	fl.StringArrayVarP(&h.identities, "identity", "i", nil, "SSH private key (repeatable; default: ssh-agent and ~/.ssh/id_*)")
+	fl.StringArrayVar(&h.knownHosts, "known-hosts", nil, "known_hosts file (default ~/.ssh/known_hosts)")
+	fl.StringVar(&h.receiverCommand, "receiver-command", "ferry-receiver", "how to run ferry-receiver on the target")
+	fl.StringVar(&h.containerdAddress, "containerd-address", runtime.DefaultAddress, "containerd socket on this host")
+	fl.StringVar(&h.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
+}
+
+type migrateFlags struct {
+	hostFlags
+	output        string
+	reportFile    string
+	strategy      string
+	maxDowntime   time.Duration
+	compress      string
+	bwlimit       string
+	precopyRounds int
+	precopyGoal   string
+	precopyGrowth float64
 }
 
 func newMigrate(g *globalFlags) *cobra.Command {
@@ -86,11 +100,7 @@ changed); 4 commit outcome unknown (the message says what to do); 5 rollback inc
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "text", "report format: text or json")
 	fl.StringVar(&f.reportFile, "report", "", "also write the JSON report to this file")
-	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "SSH private key (repeatable; default: ssh-agent and ~/.ssh/id_*)")
-	fl.StringArrayVar(&f.knownHosts, "known-hosts", nil, "known_hosts file (default ~/.ssh/known_hosts)")
-	fl.StringVar(&f.receiverCommand, "receiver-command", "ferry-receiver", "how to run ferry-receiver on the target")
-	fl.StringVar(&f.containerdAddress, "containerd-address", runtime.DefaultAddress, "containerd socket on this host")
-	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
+	f.hostFlags.add(fl)
 	fl.StringVar(&f.strategy, "strategy", "auto", "how memory moves: auto, stop-copy, pre-copy, post-copy (see above)")
 	fl.DurationVar(&f.maxDowntime, "max-downtime", migrate.DefaultMaxDowntime, "auto: the downtime stop-copy may cost before a better strategy is taken")
 	fl.IntVar(&f.precopyRounds, "precopy-rounds", migrate.DefaultPreCopyRule.MaxRounds, "pre-copy: at most this many rounds before the final dump")

@@ -15,12 +15,8 @@ import (
 )
 
 type recoverFlags struct {
-	output            string
-	identities        []string
-	knownHosts        []string
-	receiverCommand   string
-	containerdAddress string
-	stateDir          string
+	hostFlags
+	output string
 }
 
 func newRecover(g *globalFlags) *cobra.Command {
@@ -41,11 +37,7 @@ never commit) and the source copy resumes. Without an answer from the target not
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "text", "text or json")
-	fl.StringArrayVarP(&f.identities, "identity", "i", nil, "SSH private key (repeatable; default: ssh-agent and ~/.ssh/id_*)")
-	fl.StringArrayVar(&f.knownHosts, "known-hosts", nil, "known_hosts file (default ~/.ssh/known_hosts)")
-	fl.StringVar(&f.receiverCommand, "receiver-command", "ferry-receiver", "how to run ferry-receiver on the target")
-	fl.StringVar(&f.containerdAddress, "containerd-address", runtime.DefaultAddress, "containerd socket on this host")
-	fl.StringVar(&f.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
+	f.hostFlags.add(fl)
 	return cmd
 }
 
