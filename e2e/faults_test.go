@@ -88,10 +88,9 @@ func faultCase(t *testing.T, name, host, point, action string) string {
 	}
 	mustLab(t, "run", "a", name, "--mem", "16")
 	defer func() { lab(t, "rm", "a", name); lab(t, "rm", "b", name) }()
-	mustLab(t, "exec", host, "--", "sh", "-c", fmt.Sprintf("echo '%s %s' > /etc/ferry/failpoints", point, action))
-	defer lab(t, "exec", host, "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, host, point+" "+action)
 	rep, r := migrate(t, "a", name, "b")
-	if fp := mustLab(t, "exec", host, "--", "sh", "-c", "cat /etc/ferry/failpoints 2>/dev/null || true"); strings.TrimSpace(fp) != "" {
+	if fp := faultsPending(t, host); fp != "" {
 		t.Fatalf("the fault %s %s did not fire (outcome %s)", point, action, rep.Outcome)
 	}
 	// In the memory phase the source sees only CRIU's broken page stream (README, Limits).

@@ -271,3 +271,17 @@ func (r report) planOf(name string) (driver, reason string) {
 	}
 	return "", ""
 }
+
+// armFaults writes fault lines (NAME ACTION) to host's /etc/ferry/failpoints, read by the
+// failpoint build of ferry and ferry-receiver there, and removes the file when the test ends.
+func armFaults(t *testing.T, host string, lines ...string) {
+	t.Helper()
+	mustLab(t, append([]string{"exec", host, "--", "sh", "-c", `printf '%s\n' "$@" > /etc/ferry/failpoints`, "sh"}, lines...)...)
+	t.Cleanup(func() { lab(t, "exec", host, "--", "rm", "-f", "/etc/ferry/failpoints") })
+}
+
+// faultsPending is what remains of host's armed faults (a fault line is consumed when it fires).
+func faultsPending(t *testing.T, host string) string {
+	t.Helper()
+	return strings.TrimSpace(mustLab(t, "exec", host, "--", "sh", "-c", "cat /etc/ferry/failpoints 2>/dev/null || true"))
+}

@@ -121,13 +121,12 @@ func TestReceiverKilledMidTransfer(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "big", "--mem", "128", "--dirty", "2")
 	defer mustLab(t, "rm", "a", "big")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/pages-mid kill' > /etc/ferry/failpoints")
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, "b", "receiver/pages-mid kill")
 	rep, r := migrate(t, "a", "big", "b")
 	if r.code != 1 || rep.Outcome != "rolled_back" {
 		t.Fatalf("exit %d, outcome %q, error %q\nstderr: %s", r.code, rep.Outcome, rep.Error, r.stderr)
 	}
-	if fp := mustLab(t, "exec", "b", "--", "sh", "-c", "cat /etc/ferry/failpoints 2>/dev/null || true"); strings.TrimSpace(fp) != "" {
+	if fp := faultsPending(t, "b"); fp != "" {
 		t.Fatalf("the fault did not fire: %q", fp)
 	}
 	if st := containers(t, "a")["big"]; st != "running" {
@@ -145,8 +144,7 @@ func TestInterruptRollsBack(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "intr", "--mem", "32")
 	defer mustLab(t, "rm", "a", "intr")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/restore sleep:4s' > /etc/ferry/failpoints")
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, "b", "receiver/restore sleep:4s")
 	cmd := exec.Command(binDir+"/ferry-lab", "exec", "a", "--", "ferry", "migrate", "intr", "b", "--output", "json")
 	var out strings.Builder
 	cmd.Stdout = &out
@@ -197,8 +195,7 @@ func TestWrongReceiverRefused(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "ver", "--mem", "16")
 	defer mustLab(t, "rm", "a", "ver")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/old-protocol error' > /etc/ferry/failpoints")
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, "b", "receiver/old-protocol error")
 	_, r := migrate(t, "a", "ver", "b")
 	if r.code != 3 || !strings.Contains(r.stderr, "speaks protocol 0") || !strings.Contains(r.stderr, "install the same ferry version") {
 		t.Errorf("old receiver: exit %d, stderr %q", r.code, r.stderr)

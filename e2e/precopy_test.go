@@ -87,8 +87,7 @@ func TestPreCopyRollback(t *testing.T) {
 	requireSoftDirty(t)
 	mustLab(t, "run", "a", "prefail", "--mem", "32", "--dirty", "1")
 	defer mustLab(t, "rm", "a", "prefail")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/restore error' > /etc/ferry/failpoints")
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, "b", "receiver/restore error")
 	rep, r := migrate(t, "a", "prefail", "b", "--strategy", "pre-copy", "--precopy-rounds", "2", "--precopy-goal", "0")
 	if r.code != 1 || rep.Outcome != "rolled_back" || rep.PreCopy == nil || len(rep.PreCopy.Rounds) == 0 {
 		t.Fatalf("exit %d, outcome %q, pre-copy %+v: %s\n%s", r.code, rep.Outcome, rep.PreCopy, rep.Error, r.stderr)

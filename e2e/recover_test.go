@@ -24,8 +24,7 @@ func TestRecoverAfterLostCommit(t *testing.T) {
 		t.Run(c.fault, func(t *testing.T) {
 			mustLab(t, "run", "a", "rec", "--mem", "32")
 			defer func() { lab(t, "rm", "a", "rec"); lab(t, "rm", "b", "rec") }()
-			mustLab(t, "exec", "a", "--", "sh", "-c", "printf '%s error\\nsource/target-unreachable error\\n' "+c.fault+" > /etc/ferry/failpoints")
-			defer lab(t, "exec", "a", "--", "rm", "-f", "/etc/ferry/failpoints")
+			armFaults(t, "a", c.fault+" error", "source/target-unreachable error")
 			rep, r := migrate(t, "a", "rec", "b")
 			if r.code != 4 || rep.Outcome != "in_doubt" || !strings.Contains(rep.Error, "ferry recover "+rep.ID) {
 				t.Fatalf("exit %d, outcome %q, error %q", r.code, rep.Outcome, rep.Error)

@@ -31,8 +31,7 @@ func TestPostCopyRollback(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "lazyfail", "--mem", "64", "--dirty", "2")
 	defer mustLab(t, "rm", "a", "lazyfail")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/ready error' > /etc/ferry/failpoints")
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, "b", "receiver/ready error")
 	rep, r := migrate(t, "a", "lazyfail", "b", "--strategy", "post-copy")
 	if r.code != 1 || rep.Outcome != "rolled_back" {
 		t.Fatalf("exit %d, outcome %q: %s\n%s", r.code, rep.Outcome, rep.Error, r.stderr)

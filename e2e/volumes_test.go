@@ -101,8 +101,7 @@ func TestZFSVolumeAbortLeavesNothing(t *testing.T) {
 	requireLab(t)
 	mustLab(t, "run", "a", "zab", "--mem", "32", "--volume", "/srv/zab:zfs", "--volume-mib", "32")
 	defer mustLab(t, "rm", "a", "zab")
-	mustLab(t, "exec", "b", "--", "sh", "-c", "echo 'receiver/pages-mid kill' > /etc/ferry/failpoints")
-	defer lab(t, "exec", "b", "--", "rm", "-f", "/etc/ferry/failpoints")
+	armFaults(t, "b", "receiver/pages-mid kill")
 	rep, r := migrate(t, "a", "zab", "b")
 	if r.code != 1 || rep.Outcome != "rolled_back" {
 		t.Fatalf("exit %d, outcome %q, error %q\nstderr: %s", r.code, rep.Outcome, rep.Error, r.stderr)
