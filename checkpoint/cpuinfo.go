@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -22,7 +23,7 @@ func CPUInfo(ctx context.Context) ([]byte, error) {
 	defer os.RemoveAll(dir)
 	out, err := exec.CommandContext(ctx, "criu", "cpuinfo", "dump", "-D", dir, "-o", "cpuinfo.log").CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("criu cpuinfo dump: %w: %s", err, or(logErrorLines(filepath.Join(dir, "cpuinfo.log")), strings.TrimSpace(lastLines(out, 3))))
+		return nil, fmt.Errorf("criu cpuinfo dump: %w: %s", err, cmp.Or(logErrorLines(filepath.Join(dir, "cpuinfo.log")), strings.TrimSpace(lastLines(out, 3))))
 	}
 	return os.ReadFile(filepath.Join(dir, "cpuinfo.img"))
 }
@@ -43,7 +44,7 @@ func CheckCPUInfo(ctx context.Context, img []byte) error {
 	}
 	out, err := exec.CommandContext(ctx, "criu", "cpuinfo", "check", "-D", dir, "-o", "cpuinfo.log").CombinedOutput()
 	if err != nil {
-		why := or(logErrorLines(filepath.Join(dir, "cpuinfo.log")), strings.TrimSpace(lastLines(out, 3)))
+		why := cmp.Or(logErrorLines(filepath.Join(dir, "cpuinfo.log")), strings.TrimSpace(lastLines(out, 3)))
 		return fmt.Errorf("criu cpuinfo check: %w: %s", err, why)
 	}
 	return nil
@@ -63,11 +64,4 @@ func logErrorLines(path string) string {
 		}
 	}
 	return strings.Join(errs, "; ")
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

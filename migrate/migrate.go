@@ -15,6 +15,7 @@
 package migrate
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -783,7 +784,7 @@ func (m *run) resolve(ctx context.Context, commitErr error) (bool, error) {
 	}
 	m.rep.Outcome = OutcomeInDoubt
 	perr := writePending(c.StateDir, Pending{ID: c.ID, Container: c.Container, Namespace: c.Namespace, Source: c.Source.Host(),
-		Target: or(c.TargetAddr, c.Target.Host()), Checkpoint: m.dir, Since: time.Now().UTC()})
+		Target: cmp.Or(c.TargetAddr, c.Target.Host()), Checkpoint: m.dir, Since: time.Now().UTC()})
 	if perr == nil {
 		return false, fmt.Errorf("%w: the COMMIT to %s got no answer (%v) and its state cannot be read (%v). "+
 			"The source copy on %s stays frozen. Run `ferry recover %s` once %s is reachable: it asks the target "+
@@ -897,10 +898,3 @@ func (m *run) refuse(problems []string) error {
 func SourceProblems(f wire.HostFacts) []wire.Problem { return hostinfo.Problems(f) }
 
 func humanBytes(n uint64) string { return bytes(int64(n)) }
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}

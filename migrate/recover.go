@@ -61,25 +61,13 @@ func ListPending(stateDir string) ([]Pending, error) {
 		if err := json.Unmarshal(b, &p); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if !validID(p.ID) || filepath.Base(f) != p.ID+".json" {
+		if wire.ValidMigrationID(p.ID) != nil || filepath.Base(f) != p.ID+".json" {
 			return nil, fmt.Errorf("%s: not a pending-migration record", f)
 		}
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
 	return out, nil
-}
-
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // TargetAdmin is what Recover needs of the target: its decision, and a way to make sure it

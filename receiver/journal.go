@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/transport/wire"
 )
 
 // Migration states on the target, in order. Only Committed is final-success; a migration that is
@@ -61,15 +61,8 @@ type Journal struct {
 	Undo  []Undo    `json:"undo"`
 }
 
-var migrationIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{7,63}$`)
-
 // ValidMigrationID checks an id received from the source.
-func ValidMigrationID(id string) error {
-	if !migrationIDRE.MatchString(id) {
-		return fmt.Errorf("migration id %q: %w", id, errdefs.ErrInvalid)
-	}
-	return nil
-}
+func ValidMigrationID(id string) error { return wire.ValidMigrationID(id) }
 
 func migrationDir(stateDir, id string) string { return filepath.Join(stateDir, "migrations", id) }
 

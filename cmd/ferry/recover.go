@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,7 +84,7 @@ func runRecover(cmd *cobra.Command, g *globalFlags, f *recoverFlags, args []stri
 	}
 	if f.output != "json" {
 		for _, r := range results {
-			fmt.Printf("%s (%s → %s): target says %q → %s\n", r.ID, r.Container, r.Target, r.TargetState, or(r.Outcome, "unresolved"))
+			fmt.Printf("%s (%s → %s): target says %q → %s\n", r.ID, r.Container, r.Target, r.TargetState, cmp.Or(r.Outcome, "unresolved"))
 			for _, a := range r.Actions {
 				fmt.Printf("  - %s\n", a)
 			}
@@ -113,11 +114,4 @@ func recoverOne(ctx context.Context, f *recoverFlags, p migrate.Pending) (*migra
 	defer client.Close()
 	admin := client.NewAdmin(f.receiverCommand, func(ctx context.Context) (*transport.Client, error) { return transport.Dial(ctx, ep, dialOpts) })
 	return migrate.Recover(ctx, p, &migrate.LocalSource{RT: rt, StateDir: f.stateDir}, admin, f.stateDir)
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -7,6 +7,7 @@ package vm
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"os"
 	"os/exec"
@@ -62,7 +63,7 @@ func TestPreCopyInVM(t *testing.T) {
 	missing := false
 	for _, name := range inVM {
 		if results[name] != "PASS" {
-			t.Errorf("%s in the VM: %s", name, or(results[name], "did not run"))
+			t.Errorf("%s in the VM: %s", name, cmp.Or(results[name], "did not run"))
 			missing = missing || results[name] == ""
 		}
 	}
@@ -99,13 +100,6 @@ func goBin() string {
 		return p
 	}
 	return "/usr/local/go/bin/go"
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // lineLogger passes the VM's output to the test log as it comes.
