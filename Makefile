@@ -73,5 +73,5 @@ bench-mem: build
 	$(BIN)/ferry-lab up
 	$(BIN)/ferry-lab bench-mem --out bench/results/mem.json | tee bench/results/mem.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
 
-## bench: every benchmark (~15 min)
+## bench: every benchmark (bench-mem, then bench-fs)
 bench: deps bench-mem bench-fs
