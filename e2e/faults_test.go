@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,8 +11,8 @@ import (
 // TestFaultMatrix injects faults into the target at each phase of a migration and asserts the
 // same invariants every time: exactly one copy runs, the workload's memory and counter are
 // intact (ferry-lab check), and the side that does not run it has no residue. The matrix is
-// printed as a table. Faults come from failpoints compiled only into the e2e build: the
-// receiver SIGKILLed, one byte of what arrives flipped, the target's disk filled up, or criu
+// printed as a table. Faults come from failpoints compiled only into the e2e build: the SSH
+// connection dropped (its sshd processes killed), the receiver SIGKILLed, one byte of what arrives flipped, the target's disk filled up, or criu
 // SIGKILLed mid-dump.
 func TestFaultMatrix(t *testing.T) {
 	requireLab(t)
@@ -21,6 +22,13 @@ func TestFaultMatrix(t *testing.T) {
 		name, action string
 		where        map[string]at // phase → where the fault is armed; absent: not applicable
 	}{
+		// The link drops: the sshd processes carrying the session die, the receiver lives on
+		// and sees its stdin end. At commit the cut lands after the target has the COMMIT: the
+		// source learns the outcome by asking again over a new connection.
+		{"cut the SSH link", "cutlink", map[string]at{
+			"preflight": {"b", "receiver/preflight"}, "fs pre-sync": {"b", "receiver/rsync-1"}, "memory": {"b", "receiver/pages-mid"},
+			"final sync": {"b", "receiver/rsync-2"}, "restore": {"b", "receiver/restore"}, "commit": {"b", "receiver/commit"},
+		}},
 		{"kill ferry-receiver", "kill", map[string]at{
 			"preflight": {"b", "receiver/preflight"}, "fs pre-sync": {"b", "receiver/rsync-1"}, "memory": {"b", "receiver/pages-mid"},
 			"final sync": {"b", "receiver/rsync-2"}, "restore": {"b", "receiver/restore"}, "commit": {"b", "receiver/commit"},
@@ -67,7 +75,7 @@ func TestFaultMatrix(t *testing.T) {
 	for _, f := range faults {
 		fmt.Fprint(w, f.name)
 		for _, p := range phases {
-			fmt.Fprintf(w, "\t%s", cells[f.name+"|"+p])
+			fmt.Fprintf(w, "\t%s", cmp.Or(cells[f.name+"|"+p], "(not run)"))
 		}
 		fmt.Fprintln(w)
 	}

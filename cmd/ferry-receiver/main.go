@@ -21,6 +21,9 @@ import (
 )
 
 func main() {
+	// When the SSH link drops, a write to stdout must fail with EPIPE, not kill the receiver
+	// (Go's default for fd 1 and 2) before it undoes an uncommitted migration.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {

@@ -5,7 +5,8 @@
 //
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
-// is handling: see ErrCorrupt), killcriu (SIGKILL the next criu process of this network namespace), filldisk:DIR (fill the
+// is handling: see ErrCorrupt), cutlink (SIGKILL the sshd processes serving this process's
+// SSH connection: the link drops, this process lives on), killcriu (SIGKILL the next criu process of this network namespace), filldisk:DIR (fill the
 // filesystem of DIR with a file DIR/.failpoint-fill), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
@@ -62,6 +63,8 @@ func Inject(name string) error {
 			return errors.New("failpoint " + name)
 		case act == "corrupt":
 			return ErrCorrupt
+		case act == "cutlink":
+			cutLink()
 		case act == "killcriu":
 			go killCRIUSoon(10 * time.Second)
 		case strings.HasPrefix(act, "filldisk:"):
@@ -73,6 +76,47 @@ func Inject(name string) error {
 		return nil
 	}
 	return nil
+}
+
+// cutLink drops the SSH connection this process was started over by SIGKILLing its sshd
+// ancestors below the listening daemon (the per-connection monitor and session processes).
+// The kernel closes the TCP connection; this process keeps running and sees its stdin end.
+func cutLink() {
+	var chain []int
+	for pid := os.Getppid(); pid > 1; {
+		comm, ppid := procStat(pid)
+		if comm == "sshd" {
+			chain = append(chain, pid)
+		}
+		pid = ppid
+	}
+	if len(chain) < 2 {
+		fmt.Fprintf(os.Stderr, "failpoint: cutlink: not under an sshd session (ancestors %v)\n", chain)
+		return
+	}
+	for _, pid := range chain[:len(chain)-1] { // the last one is the listener
+		fmt.Fprintf(os.Stderr, "failpoint: SIGKILL sshd (pid %d)\n", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// procStat returns a process's command name and parent pid.
+func procStat(pid int) (string, int) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return "", 0
+	}
+	f := strings.Fields(s[closing+1:])
+	if len(f) < 2 {
+		return "", 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return s[open+1 : closing], ppid
 }
 
 // killCRIUSoon SIGKILLs the first criu process that appears in this process's network
