@@ -145,6 +145,10 @@ func lab(t *testing.T, args ...string) result {
 	r := result{stdout: o.String(), stderr: e.String()}
 	var ee *exec.ExitError
 	switch {
+	case err != nil && ctx.Err() != nil:
+		// A hang: show where everything stood, for the next person.
+		ps, _ := exec.Command("ps", "-eo", "pid,ppid,stat,etimes,wchan:24,args", "--forest").CombinedOutput()
+		t.Fatalf("ferry-lab %v did not end within 5 minutes\nstdout: %s\nstderr: %s\nprocesses:\n%s", args, o.String(), e.String(), ps)
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	case err != nil:

@@ -298,6 +298,27 @@ func (m *run) phase(name string, f func() error) error {
 	return err
 }
 
+// FailureReporter is a Target that can say what failed on its side of the streams.
+type FailureReporter interface {
+	Failures(ctx context.Context, id string) ([]string, error)
+}
+
+// explain adds to a failure what the target saw go wrong in its streams: the source sees only
+// a broken stream ("EOF", rsync's exit status) when the cause is the target's (its disk full).
+func (m *run) explain(ctx context.Context, err error) error {
+	fr, ok := m.cfg.Target.(FailureReporter)
+	if !ok {
+		return err
+	}
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	failures, ferr := fr.Failures(qctx, m.cfg.ID)
+	if ferr != nil || len(failures) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w; on %s: %s", err, m.cfg.Target.Host(), strings.Join(failures, "; "))
+}
+
 func (m *run) run(ctx context.Context) (err error) {
 	committed := false
 	defer func() {
@@ -307,6 +328,7 @@ func (m *run) run(ctx context.Context) (err error) {
 		if m.rep.Outcome == OutcomeRefused {
 			return
 		}
+		err = m.explain(ctx, err)
 		m.rep.Rollback = m.r.Pending()
 		if rerr := m.r.Fail(ctx); rerr != nil {
 			m.rep.Outcome = OutcomeRollbackIncomplete

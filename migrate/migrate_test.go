@@ -471,3 +471,27 @@ func TestPreCopyRefusedWithoutSoftDirty(t *testing.T) {
 		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
 	}
 }
+
+// reportingTarget says what failed on its side, as the receiver does.
+type reportingTarget struct {
+	imagesTarget
+	failures []string
+}
+
+func (t reportingTarget) Failures(context.Context, string) ([]string, error) { return t.failures, nil }
+
+// The source sees only a broken stream; the target's account of it joins the error, before the
+// rollback (which would forget it).
+func TestFailureCarriesTheTargetsAccount(t *testing.T) {
+	tgt := &fakeTarget{failAt: "restore"}
+	cfg, c := setup(t, tgt)
+	cfg.Target = reportingTarget{imagesTarget{tgt}, []string{`rsync of vol-1 failed: write failed on "/srv/x": No space left on device (28)`}}
+	rep, err := Run(context.Background(), cfg)
+	if err == nil || rep.Outcome != OutcomeRolledBack || !c.has("abort") {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+	want := `restore failed; on b: rsync of vol-1 failed: write failed on "/srv/x": No space left on device (28)`
+	if !strings.Contains(err.Error(), want) || !strings.Contains(rep.Error, want) {
+		t.Fatalf("error %q / report %q, want it to contain %q", err, rep.Error, want)
+	}
+}

@@ -82,6 +82,8 @@ type server struct {
 	preRounds []*pagesResult     // pre-copy: each pre-dump's page server, in order (dirs pre-1, pre-2, …)
 	lazyConn  lazyEnd            // post-copy: the stream to the source's lazy dump, until the restore
 	lazy      *lazyDaemon        // post-copy: the lazy-pages daemon, once started
+	// failures lists what failed in the streams, for the source (TypeFailures).
+	failures []string
 	// rsyncStreams counts the rsync streams served (failpoint builds name faults by it).
 	rsyncStreams int
 	mounts       map[string]string // mount name → target directory (rsync)
@@ -202,6 +204,8 @@ func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after
 			return nil, nil, err
 		}
 		return s.commit(ctx, req)
+	case wire.TypeFailures:
+		return wire.FailuresReply{Failures: s.streamFailures()}, nil, nil
 	case wire.TypeAbort:
 		var req wire.AbortRequest
 		if err := env.Decode(&req); err != nil {

@@ -168,7 +168,7 @@ func (s *server) serveStream(c net.Conn) {
 			rw = &faultRW{ReadWriter: rw, point: point}
 		}
 		if err := rsync.Serve(context.Background(), rw, opts, dest); err != nil {
-			s.log.Warn("rsync stream failed", "mount", h.Name, "err", err)
+			s.streamFailed("rsync of "+h.Name, err)
 		}
 	case wire.StreamZFS:
 		if dataset == "" {
@@ -180,7 +180,7 @@ func (s *server) serveStream(c net.Conn) {
 		}
 		// The answer comes after `zfs receive` has consumed the whole stream.
 		if err := zfs.Receive(context.Background(), dc, dataset); err != nil {
-			s.log.Warn("zfs stream failed", "mount", h.Name, "err", err)
+			s.streamFailed("zfs receive of "+h.Name, err)
 			_ = reply.SendError(wire.TypeStream, err)
 			return
 		}
@@ -204,6 +204,9 @@ func (s *server) serveStream(c net.Conn) {
 			io.Closer
 		}{dc, dc, c}}
 		ps.sum, ps.err = s.servePages(fr, dc, dir)
+		if ps.err != nil {
+			s.streamFailed("page stream "+h.Name, ps.err)
+		}
 		close(ps.done)
 	case wire.StreamLazy:
 		s.mu.Lock()
@@ -245,7 +248,7 @@ func (s *server) serveStream(c net.Conn) {
 			return
 		}
 		if err := s.importImage(rt, image, dc); err != nil {
-			s.log.Warn("image import failed", "image", image.Name, "err", err)
+			s.streamFailed("image import of "+image.Name, err)
 			_ = reply.SendError(wire.TypeStream, err)
 			return
 		}
@@ -263,7 +266,7 @@ func (s *server) serveStream(c net.Conn) {
 			io.Closer
 		}{dc, dc, c}}
 		if err := sftpdir.Serve(rw, imagesDir); err != nil {
-			s.log.Warn("images stream failed", "err", err)
+			s.streamFailed("checkpoint files", err)
 		}
 	default:
 		_ = wc.SendError(wire.TypeStream, fmt.Errorf("unknown stream kind %q: %w", h.Kind, errdefs.ErrProtocol))
@@ -479,3 +482,29 @@ type readWriteHalf struct {
 func (h readWriteHalf) Write(p []byte) (int, error) { return h.dc.Write(p) }
 func (h readWriteHalf) Close() error                { return h.dc.Close() }
 func (h readWriteHalf) CloseWrite() error           { return h.dc.CloseWrite() }
+
+// streamFailed records a stream's failure for the source, which sees only the broken stream.
+func (s *server) streamFailed(what string, err error) {
+	s.log.Warn("stream failed", "stream", what, "err", err)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.failures) < 8 {
+		s.failures = append(s.failures, fmt.Sprintf("%s failed: %v", what, err))
+	}
+}
+
+// streamFailures returns the recorded failures, once the streams still open have ended (a
+// source asking has seen its end of one break; the target's end may take a moment longer).
+func (s *server) streamFailures() []string {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s.mu.Lock()
+		open := len(s.streams)
+		s.mu.Unlock()
+		if open == 0 {
+			break
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.failures...)
+}

@@ -455,8 +455,15 @@ func (c *Client) Restore(ctx context.Context, rec wire.Container, o RestoreOptio
 	if err != nil {
 		return 0, classify(err, "create restored task "+rec.ID)
 	}
-	if err := task.Start(ctx); err != nil {
-		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+	watch := watchRestore(ctx, imagesDir)
+	err = task.Start(ctx)
+	if watch.Stop() && err != nil {
+		err = fmt.Errorf("criu ended in the middle of the restore and left it hanging; ferry killed what it had restored: %w", err)
+	}
+	if err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_, _ = task.Delete(dctx, containerd.WithProcessKill)
 		return 0, fmt.Errorf("restore %s: %w%s", rec.ID, err, checkpoint.LogErrors(filepath.Join(workDir, "restore.log")))
 	}
 	if paused {

@@ -46,6 +46,12 @@ func (r *Receiver) Commit(ctx context.Context, req wire.CommitRequest) (wire.Com
 	return reply, r.Conn.Call(ctx, wire.TypeCommit, req, &reply)
 }
 
+// Failures asks what failed on the target's side of the migration's streams.
+func (r *Receiver) Failures(ctx context.Context, id string) ([]string, error) {
+	var reply wire.FailuresReply
+	return reply.Failures, r.Conn.Call(ctx, wire.TypeFailures, wire.FailuresRequest{MigrationID: id}, &reply)
+}
+
 // Resident waits until a post-copy target has every page.
 func (r *Receiver) Resident(ctx context.Context, req wire.ResidentRequest) (wire.ResidentReply, error) {
 	var reply wire.ResidentReply

@@ -6,7 +6,7 @@
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
 // is handling: see ErrCorrupt), cutlink (SIGKILL the sshd processes serving this process's
-// SSH connection: the link drops, this process lives on), killcriu (SIGKILL the next criu process of this network namespace), filldisk:DIR (fill the
+// SSH connection: the link drops, this process lives on), killcriu (SIGKILL the next criu process of this network namespace; killcriu:forked waits until it has begun to fork the restored tasks), filldisk:DIR (fill the
 // filesystem of DIR with a file DIR/.failpoint-fill), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
@@ -66,7 +66,9 @@ func Inject(name string) error {
 		case act == "cutlink":
 			cutLink()
 		case act == "killcriu":
-			go killCRIUSoon(10 * time.Second)
+			go killCRIUSoon(10*time.Second, false)
+		case act == "killcriu:forked":
+			go killCRIUSoon(10*time.Second, true)
 		case strings.HasPrefix(act, "filldisk:"):
 			fillDisk(strings.TrimPrefix(act, "filldisk:"))
 		case strings.HasPrefix(act, "sleep:"):
@@ -120,8 +122,10 @@ func procStat(pid int) (string, int) {
 }
 
 // killCRIUSoon SIGKILLs the first criu process that appears in this process's network
-// namespace (a lab host) within d, once it has run for a moment (so it is mid-work).
-func killCRIUSoon(d time.Duration) {
+// namespace (a lab host) within d, once it has run for a moment (so it is mid-work). With
+// forked, it waits until the criu has begun to build the restored tasks: a sibling process
+// (criu forks the restored root with CLONE_PARENT) exists beside it.
+func killCRIUSoon(d time.Duration, forked bool) {
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		return
@@ -139,12 +143,41 @@ func killCRIUSoon(d time.Duration) {
 			if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ns != self {
 				continue
 			}
-			time.Sleep(50 * time.Millisecond)
+			if forked { // its command line changes as it works: follow this pid
+				for hasSibling(pid) == 0 && time.Now().Before(deadline) {
+					time.Sleep(2 * time.Millisecond)
+				}
+				if hasSibling(pid) != 1 { // gone: runc asks one criu its version first
+					continue
+				}
+			} else {
+				time.Sleep(50 * time.Millisecond)
+			}
 			fmt.Fprintf(os.Stderr, "failpoint: SIGKILL criu (pid %d)\n", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			return
 		}
 	}
+}
+
+// hasSibling reports whether another process has the same parent as pid: 1 yes, 0 no, -1
+// pid is gone.
+func hasSibling(pid int) int {
+	_, parent := procStat(pid)
+	if parent == 0 {
+		return -1
+	}
+	dirs, _ := os.ReadDir("/proc")
+	for _, e := range dirs {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || p == pid {
+			continue
+		}
+		if _, pp := procStat(p); pp == parent {
+			return 1
+		}
+	}
+	return 0
 }
 
 // isCRIU: criu itself, or started through a loader (ld.so ... /usr/sbin/criu), as ferry's

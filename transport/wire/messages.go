@@ -16,6 +16,7 @@ const (
 	TypeImage     = "image"    // which image blobs the target lacks (before shipping them)
 	TypeResident  = "resident" // post-copy: wait until every page is on the target
 	TypeStream    = "stream"   // first message of a bulk stream
+	TypeFailures  = "failures" // what went wrong on the target's side of the streams
 )
 
 // Feature names exchanged in Hello. The effective set is the intersection.
@@ -234,6 +235,17 @@ type CommitReply struct {
 }
 
 // AbortRequest tells the target to remove everything of this migration.
+// FailuresRequest asks what failed on the target's side of this migration's streams (a
+// full disk under rsync, a page server's write error): the source sees only a broken stream.
+type FailuresRequest struct {
+	MigrationID string `json:"migration_id"`
+}
+
+// FailuresReply lists them, oldest first, each one sentence.
+type FailuresReply struct {
+	Failures []string `json:"failures"`
+}
+
 type AbortRequest struct {
 	MigrationID string `json:"migration_id"`
 	Reason      string `json:"reason"`
