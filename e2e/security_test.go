@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,43 +13,73 @@ import (
 )
 
 // TestSecurityStateSurvives: a hardened container (default seccomp profile, no_new_privs, a
-// reduced capability set, memory/CPU/pids limits) keeps every one of them across a stop-copy
-// move and a post-copy move back: its init's Seccomp, Seccomp_filters, NoNewPrivs, CapEff,
-// CapPrm, CapBnd, Uid and Gid, and its cgroup's limits are equal before and after — and are
-// the hardened values, so a migration that silently weakened them could not pass.
+// reduced capability set, memory/CPU/pids limits), run as root and as an unprivileged user,
+// keeps every one of them across a stop-copy move and a post-copy move back: its init's
+// Seccomp, Seccomp_filters, NoNewPrivs, CapEff, CapPrm, CapBnd, Uid and Gid, and its cgroup's
+// limits are equal before and after — and are the hardened values, so a migration that
+// silently weakened them (or restored the task as root) could not pass.
 func TestSecurityStateSurvives(t *testing.T) {
 	requireLab(t)
-	const mem = 32
-	mustLab(t, "run", "a", "sec", "--mem", fmt.Sprint(mem), "--hardened")
-	defer lab(t, "rm", "a", "sec")
-	before := securityState(t, "a", "sec")
-	want := map[string]string{
-		"Seccomp": "2", "NoNewPrivs": "1", "CapEff": "00000000000000eb", "CapBnd": "00000000000000eb",
-		"memory.limit_in_bytes": fmt.Sprint(ferrylab.HardenedMemoryLimit(mem)), "pids.max": fmt.Sprint(ferrylab.HardenedPids),
-		"cpu.cfs_quota_us": fmt.Sprint(ferrylab.HardenedCPUQuota), "cpu.cfs_period_us": fmt.Sprint(ferrylab.HardenedCPUPeriod),
-	}
-	for k, v := range want {
-		if before[k] != v {
-			t.Fatalf("the hardened container starts with %s = %q, want %q (state %v)", k, before[k], v, before)
-		}
-	}
-	if n := before["Seccomp_filters"]; n == "" || n == "0" {
-		t.Fatalf("no seccomp filter before the move: %v", before)
-	}
-	from, to := "a", "b"
-	for _, strategy := range []string{"stop-copy", "post-copy"} {
-		rep, r := migrate(t, from, "sec", to, "--strategy", strategy)
-		if r.code != 0 || rep.Outcome != "committed" {
-			t.Fatalf("%s %s→%s: exit %d %s %s\n%s", strategy, from, to, r.code, rep.Outcome, rep.Error, r.stderr)
-		}
-		after := securityState(t, to, "sec")
-		for k, v := range before {
-			if after[k] != v {
-				t.Errorf("after %s %s→%s: %s = %q, was %q", strategy, from, to, k, after[k], v)
+	for _, tc := range []struct{ name, user, ids string }{
+		{"sec", "", "0 0 0 0"},
+		{"sec-user", "1000:1001", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const mem = 32
+			run := []string{"run", "a", tc.name, "--mem", fmt.Sprint(mem), "--hardened"}
+			if tc.user != "" {
+				run = append(run, "--user", tc.user)
 			}
-		}
-		mustLab(t, "check", to, "sec")
-		from, to = to, from
+			mustLab(t, run...)
+			defer func() { lab(t, "rm", "a", tc.name); lab(t, "rm", "b", tc.name) }()
+			before := securityState(t, "a", tc.name)
+			want := map[string]string{
+				"Seccomp": "2", "NoNewPrivs": "1", "CapEff": "00000000000000eb", "CapBnd": "00000000000000eb",
+				"memory.limit_in_bytes": fmt.Sprint(ferrylab.HardenedMemoryLimit(mem)), "pids.max": fmt.Sprint(ferrylab.HardenedPids),
+				"cpu.cfs_quota_us": fmt.Sprint(ferrylab.HardenedCPUQuota), "cpu.cfs_period_us": fmt.Sprint(ferrylab.HardenedCPUPeriod),
+				"Uid": "0 0 0 0", "Gid": "0 0 0 0",
+			}
+			if uid, gid, ok := strings.Cut(tc.user, ":"); ok { // its capabilities are ambient ones
+				want["CapAmb"] = "00000000000000eb"
+				want["Uid"] = strings.Repeat(uid+" ", 3) + uid
+				want["Gid"] = strings.Repeat(gid+" ", 3) + gid
+			}
+			for k, v := range want {
+				if before[k] != v {
+					t.Fatalf("the hardened container starts with %s = %q, want %q (state %v)", k, before[k], v, before)
+				}
+			}
+			if n := before["Seccomp_filters"]; n == "" || n == "0" {
+				t.Fatalf("no seccomp filter before the move: %v", before)
+			}
+			if tc.user != "" && !hasCapSysResource(t) {
+				// CRIU reads each task's rlimits with prlimit(2): for another uid that needs
+				// CAP_SYS_RESOURCE, which root lacks on some machines. Preflight must say so and
+				// change nothing.
+				rep, r := migrate(t, "a", tc.name, "b")
+				if r.code != 3 || rep.Outcome != "refused" || !strings.Contains(rep.Error, "CAP_SYS_RESOURCE") {
+					t.Fatalf("without CAP_SYS_RESOURCE, want a refusal naming it: exit %d %s %s", r.code, rep.Outcome, rep.Error)
+				}
+				mustLab(t, "check", "a", tc.name)
+				assertNoResidue(t, "b", tc.name, rep.ID)
+				t.Skipf("this machine's root lacks CAP_SYS_RESOURCE, so CRIU cannot dump a container of another uid here; verified instead that preflight refuses it (%q) with nothing changed", rep.Error)
+			}
+			from, to := "a", "b"
+			for _, strategy := range []string{"stop-copy", "post-copy"} {
+				rep, r := migrate(t, from, tc.name, to, "--strategy", strategy)
+				if r.code != 0 || rep.Outcome != "committed" {
+					t.Fatalf("%s %s→%s: exit %d %s %s\n%s", strategy, from, to, r.code, rep.Outcome, rep.Error, r.stderr)
+				}
+				after := securityState(t, to, tc.name)
+				for k, v := range before {
+					if after[k] != v {
+						t.Errorf("after %s %s→%s: %s = %q, was %q", strategy, from, to, k, after[k], v)
+					}
+				}
+				mustLab(t, "check", to, tc.name)
+				from, to = to, from
+			}
+		})
 	}
 }
 
@@ -64,7 +95,7 @@ func securityState(t *testing.T, host, name string) map[string]string {
 	for _, l := range strings.Split(string(status), "\n") {
 		k, v, ok := strings.Cut(l, ":")
 		switch k {
-		case "Seccomp", "Seccomp_filters", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "Uid", "Gid":
+		case "Seccomp", "Seccomp_filters", "NoNewPrivs", "CapEff", "CapPrm", "CapBnd", "CapAmb", "Uid", "Gid":
 			if ok {
 				st[k] = strings.Join(strings.Fields(v), " ")
 			}
@@ -128,4 +159,20 @@ func taskPID(t *testing.T, host, name string) int {
 	}
 	t.Fatalf("no running %s on %s", name, host)
 	return 0
+}
+
+// hasCapSysResource reports whether this process (root, like the lab's ferry) has
+// CAP_SYS_RESOURCE in its effective set.
+func hasCapSysResource(t *testing.T) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps>>24&1 == 1
+		}
+	}
+	return false
 }

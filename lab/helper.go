@@ -104,6 +104,8 @@ type RunOptions struct {
 	// seccomp profile, no_new_privs, a reduced capability set, and cgroup limits (memory, CPU
 	// quota, pids).
 	Hardened bool
+	// User is UID:GID (numeric) for the container's process; empty: root.
+	User string
 }
 
 // HardenedCaps is the capability set of a hardened lab container.
@@ -151,6 +153,17 @@ func HelperRun(ctx context.Context, host string, o RunOptions) error {
 		specOpts = append(specOpts, seccomp.WithDefaultProfile(), oci.WithNoNewPrivileges, oci.WithCapabilities(HardenedCaps),
 			oci.WithMemoryLimit(HardenedMemoryLimit(o.MemMiB)), oci.WithPidsLimit(HardenedPids),
 			oci.WithCPUCFS(HardenedCPUQuota, HardenedCPUPeriod))
+	}
+	if o.User != "" {
+		var uid, gid uint32
+		if _, err := fmt.Sscanf(o.User, "%d:%d", &uid, &gid); err != nil || fmt.Sprintf("%d:%d", uid, gid) != o.User {
+			return fmt.Errorf("--user %q: want UID:GID, both numbers", o.User)
+		}
+		if !o.Hardened {
+			return fmt.Errorf("--user needs --hardened (the workload writes to root's directories; hardened gives it its capabilities as ambient ones)")
+		}
+		// A non-root process loses its capabilities at execve unless they are ambient.
+		specOpts = append(specOpts, oci.WithUIDGID(uid, gid), oci.WithAmbientCapabilities(HardenedCaps))
 	}
 	ctr, err := c.NewContainer(ctx, o.Name,
 		containerd.WithImage(img),

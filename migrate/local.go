@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -70,6 +71,9 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 	if dir, err := s.RT.RuncRoot(info.Record); err == nil {
 		if st, err := checkpoint.LoadRuncState(dir); err == nil {
 			sc.MemoryBytes = memoryUsage(st)
+			if p := checkpoint.CredentialProblem(st); p != "" {
+				sc.Problems = append(sc.Problems, fmt.Sprintf("container %q cannot be checkpointed on %s: %s", id, s.Host(), p))
+			}
 		}
 	}
 	return sc, nil

@@ -2,7 +2,11 @@ package receiver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
@@ -58,4 +62,38 @@ func cpuProblem(ctx context.Context, t, src wire.HostFacts) *wire.Problem {
 			Hint:    "move it to a host with the same CPU model or a superset of its features (or restart the container there instead of migrating)"}
 	}
 	return nil
+}
+
+// apparmorFS is where the kernel lists AppArmor's state (a variable for tests).
+var apparmorFS = "/sys/kernel/security/apparmor"
+
+// apparmorProblem refuses a container whose spec confines it with an AppArmor profile this
+// host cannot apply: CRIU's restorer sets the task's LSM label from the image, so the profile
+// must be loaded here before the restore, or the restore fails (or, worse, the task would run
+// unconfined somewhere that ignored it).
+func apparmorProblem(spec []byte, host string) *wire.Problem {
+	var sp struct {
+		Process *struct {
+			ApparmorProfile string `json:"apparmorProfile"`
+		} `json:"process"`
+	}
+	if json.Unmarshal(spec, &sp) != nil || sp.Process == nil || sp.Process.ApparmorProfile == "" {
+		return nil
+	}
+	name := sp.Process.ApparmorProfile
+	b, err := os.ReadFile(filepath.Join(apparmorFS, "profiles"))
+	if err != nil {
+		return &wire.Problem{Code: "unsupported",
+			Message: fmt.Sprintf("the container is confined by the AppArmor profile %q, and %s has no AppArmor (%v)", name, host, err),
+			Hint:    "move it to a host with AppArmor enabled and that profile loaded"}
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		// Lines read "NAME (enforce)" or "NAME (complain)".
+		if n, _, ok := strings.Cut(l, " ("); ok && n == name {
+			return nil
+		}
+	}
+	return &wire.Problem{Code: "precondition",
+		Message: fmt.Sprintf("the container is confined by the AppArmor profile %q, which is not loaded on %s", name, host),
+		Hint:    "load it there first (apparmor_parser -r PROFILE-FILE)"}
 }

@@ -1,6 +1,8 @@
 package receiver
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -32,5 +34,36 @@ func TestTargetProblems(t *testing.T) {
 		if len(p) != 1 || !strings.Contains(p[0].Message, want) {
 			t.Errorf("%s: %+v", want, p)
 		}
+	}
+}
+
+func TestAppArmorProblem(t *testing.T) {
+	dir := t.TempDir()
+	saved := apparmorFS
+	t.Cleanup(func() { apparmorFS = saved })
+	spec := func(profile string) []byte {
+		return []byte(`{"process":{"args":["/bin/sh"],"apparmorProfile":"` + profile + `"}}`)
+	}
+	// No AppArmor on the host.
+	apparmorFS = filepath.Join(dir, "absent")
+	if p := apparmorProblem(spec(""), "b"); p != nil {
+		t.Errorf("unconfined container refused: %v", p)
+	}
+	if p := apparmorProblem([]byte(`{"process":{}}`), "b"); p != nil {
+		t.Errorf("unconfined container refused: %v", p)
+	}
+	if p := apparmorProblem(spec("ferry-default"), "b"); p == nil || !strings.Contains(p.Message, "has no AppArmor") {
+		t.Errorf("confined container on a host without AppArmor: %v", p)
+	}
+	// AppArmor with some profiles loaded.
+	apparmorFS = dir
+	if err := os.WriteFile(filepath.Join(dir, "profiles"), []byte("docker-default (enforce)\nferry-default-2 (complain)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := apparmorProblem(spec("docker-default"), "b"); p != nil {
+		t.Errorf("loaded profile refused: %v", p)
+	}
+	if p := apparmorProblem(spec("ferry-default"), "b"); p == nil || !strings.Contains(p.Message, `"ferry-default", which is not loaded on b`) {
+		t.Errorf("missing profile (a prefix of a loaded one): %v", p)
 	}
 }

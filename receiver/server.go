@@ -279,6 +279,9 @@ func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire
 	if p := cpuProblem(ctx, reply.Target, req.Source); p != nil {
 		reply.Problems = append(reply.Problems, *p)
 	}
+	if p := apparmorProblem(c.Spec, host); p != nil {
+		reply.Problems = append(reply.Problems, *p)
+	}
 	exists, err := rt.Exists(ctx, c.ID)
 	if err != nil {
 		return reply, err

@@ -103,6 +103,7 @@ func inHost(host string, args ...string) error {
 
 func newRun() *cobra.Command {
 	var hardened bool
+	var user string
 	var mem, volMiB int
 	var dirty float64
 	var volume string
@@ -112,11 +113,12 @@ func newRun() *cobra.Command {
 		Example: `  ferry-lab run a web --mem 256 --dirty 4
   ferry-lab run a db --volume /srv/db:zfs --volume-mib 256
   ferry-lab run a locked --hardened
+  ferry-lab run a nobody --hardened --user 1000:1000
   ferry-lab run a idle -- sleep 3600`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a := []string{"run", args[0], args[1], "--mem", fmt.Sprint(mem), "--dirty", fmt.Sprint(dirty),
-				"--volume", volume, "--volume-mib", fmt.Sprint(volMiB), "--hardened=" + fmt.Sprint(hardened)}
+				"--volume", volume, "--volume-mib", fmt.Sprint(volMiB), "--hardened=" + fmt.Sprint(hardened), "--user", user}
 			if len(args) > 2 {
 				a = append(append(a, "--"), args[2:]...)
 			}
@@ -127,6 +129,7 @@ func newRun() *cobra.Command {
 	cmd.Flags().Float64Var(&dirty, "dirty", 1, "MiB/s of memory the workload rewrites")
 	cmd.Flags().StringVar(&volume, "volume", "", "a data volume at /data: a directory PATH under /srv, or PATH:zfs for a dataset of the host's pool")
 	cmd.Flags().IntVar(&volMiB, "volume-mib", 64, "MiB the workload keeps on its volume (and keeps rewriting)")
+	cmd.Flags().StringVar(&user, "user", "", "with --hardened: run the process as UID:GID (numeric) instead of root, its capabilities ambient")
 	cmd.Flags().BoolVar(&hardened, "hardened", false, "run it as production containers run: default seccomp profile, no_new_privs, few capabilities, memory/CPU/pids limits")
 	return cmd
 }

@@ -30,6 +30,7 @@ func newHelper() *cobra.Command {
 	run.Flags().StringVar(&o.Volume, "volume", "", "")
 	run.Flags().IntVar(&o.VolumeMiB, "volume-mib", 64, "")
 	run.Flags().BoolVar(&o.Hardened, "hardened", false, "")
+	run.Flags().StringVar(&o.User, "user", "", "")
 	h.AddCommand(run)
 	var output string
 	check := &cobra.Command{
