@@ -3,9 +3,11 @@ package e2e
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
+	"time"
 )
 
 // TestFaultMatrix injects faults into the target at each phase of a migration and asserts the
@@ -28,6 +30,12 @@ func TestFaultMatrix(t *testing.T) {
 		{"cut the SSH link", "cutlink", map[string]at{
 			"preflight": {"b", "receiver/preflight"}, "fs pre-sync": {"b", "receiver/rsync-1"}, "memory": {"b", "receiver/pages-mid"},
 			"final sync": {"b", "receiver/rsync-2"}, "restore": {"b", "receiver/restore"}, "commit": {"b", "receiver/commit"},
+		}},
+		// Silently: every SSH packet of the target dropped for 50 s, nothing closed. ferry's
+		// keepalive gives up on the link (~40 s), the source rolls back and keeps reconnecting
+		// to abort the target until the partition heals. One phase: each case takes ~1.5 min.
+		{"partition the link (silent, 50 s)", "partition:50s", map[string]at{
+			"memory": {"b", "receiver/pages-mid"},
 		}},
 		{"kill ferry-receiver", "kill", map[string]at{
 			"preflight": {"b", "receiver/preflight"}, "fs pre-sync": {"b", "receiver/rsync-1"}, "memory": {"b", "receiver/pages-mid"},
@@ -138,6 +146,11 @@ func faultCase(t *testing.T, name, host, point, action string) string {
 	}
 	mustLab(t, "check", runsOn, name)
 	if runsOn == "a" {
+		if strings.HasPrefix(action, "partition:") {
+			// The partitioned session's receiver exits once its sshd learns, after the heal,
+			// that the connection is gone; the source's abort waited for it.
+			waitNoReceiver(t, "b", 2*time.Minute)
+		}
 		assertNoResidue(t, "b", name, rep.ID)
 	} else if _, ok := containers(t, other)[name]; ok {
 		t.Errorf("committed, yet the source copy remains on a")
@@ -149,4 +162,18 @@ func faultCase(t *testing.T, name, host, point, action string) string {
 		return rep.Outcome + ", runs on a"
 	}
 	return "committed (repaired), runs on b"
+}
+
+// waitNoReceiver waits until no ferry-receiver runs on host, or fails the test.
+func waitNoReceiver(t *testing.T, host string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(2 * time.Second) {
+		if !slices.Contains(hostProcesses(t, host), "ferry-receiver") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s: ferry-receiver still runs %s after the migration ended", host, d)
+			return
+		}
+	}
 }

@@ -101,7 +101,9 @@ func (r *Receiver) Abort(ctx context.Context, req wire.AbortRequest) (string, er
 	if errors.As(err, &re) && errors.Is(re, errdefs.ErrPrecondition) {
 		return "committed", err
 	}
-	st, oerr := r.outOfBand(ctx, "abort", req.MigrationID)
+	// A partition ends the control channel (keepalive) but may heal soon: keep reconnecting
+	// for a while, so that the target is left clean rather than to its own devices.
+	st, oerr := r.outOfBand(ctx, "abort", req.MigrationID, AbortPatience)
 	if oerr != nil {
 		return st, fmt.Errorf("abort on %s: control channel: %v; out of band: %w", r.Host(), err, oerr)
 	}
@@ -110,30 +112,62 @@ func (r *Receiver) Abort(ctx context.Context, req wire.AbortRequest) (string, er
 
 // Status reads the migration's state on the target out of band.
 func (r *Receiver) Status(ctx context.Context, id string) (string, error) {
-	return r.outOfBand(ctx, "status", id)
+	return r.outOfBand(ctx, "status", id, 0)
 }
 
-// outOfBand runs `ferry-receiver VERB ID` in a new session and returns the reported state.
-func (r *Receiver) outOfBand(ctx context.Context, verb, id string) (string, error) {
+// AbortPatience is how long an abort keeps reconnecting to a target it cannot reach.
+var AbortPatience = time.Minute
+
+// outOfBand runs `ferry-receiver VERB ID` in a new session and returns the reported state. If
+// no answer comes and the receiver can redial, it connects again: once, or, with patience,
+// with backoff until patience has passed.
+func (r *Receiver) outOfBand(ctx context.Context, verb, id string, patience time.Duration) (string, error) {
 	cmd := fmt.Sprintf("%s %s %s", r.command, verb, shellQuote(id))
-	out, err := r.client.Run(ctx, cmd)
-	if err != nil && r.redial != nil {
-		// The SSH connection itself may be gone: connect again once.
-		if c, derr := r.redial(ctx); derr == nil {
+	st, answered, err := r.ask(ctx, r.client, cmd)
+	deadline := time.Now().Add(patience)
+	var dialErr error
+	for wait := time.Duration(0); !answered && r.redial != nil && ctx.Err() == nil; wait = min(max(2*wait, time.Second), 5*time.Second) {
+		if wait > 0 {
+			if time.Now().Add(wait).After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				continue
+			case <-time.After(wait):
+			}
+		}
+		// The SSH connection itself may be gone: connect again.
+		c, derr := r.redial(ctx)
+		if derr == nil {
 			r.client = c
-			out, err = c.Run(ctx, cmd)
+			st, answered, err = r.ask(ctx, c, cmd)
+		}
+		dialErr = derr
+		if patience == 0 {
+			break
 		}
 	}
+	if !answered && dialErr != nil {
+		err = fmt.Errorf("%w; reconnecting: %v", err, dialErr)
+	}
+	return st, err
+}
+
+// ask runs cmd on c; answered says whether the receiver reported a state (its exit status may
+// still be an error: abort refusing a committed migration).
+func (r *Receiver) ask(ctx context.Context, c *Client, cmd string) (string, bool, error) {
+	out, err := c.Run(ctx, cmd)
 	var st struct {
 		State string `json:"state"`
 	}
 	if jerr := json.Unmarshal(out, &st); jerr == nil && st.State != "" {
-		return st.State, err
+		return st.State, true, err
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return "", fmt.Errorf("%s: unreadable answer %q: %w", cmd, out, errdefs.ErrProtocol)
+	return "", true, fmt.Errorf("%s: unreadable answer %q: %w", cmd, out, errdefs.ErrProtocol)
 }
 
 // Admin reaches ferry-receiver's out-of-band verbs (status, abort) without a serve session:
@@ -151,11 +185,11 @@ func (c *Client) NewAdmin(command string, redial func(context.Context) (*Client,
 
 // Status reads the migration's state on the target.
 func (a *Admin) Status(ctx context.Context, id string) (string, error) {
-	return a.r.outOfBand(ctx, "status", id)
+	return a.r.outOfBand(ctx, "status", id, 0)
 }
 
 // Abort undoes the migration on the target unless it committed (then it answers "committed"
 // with an error).
 func (a *Admin) Abort(ctx context.Context, req wire.AbortRequest) (string, error) {
-	return a.r.outOfBand(ctx, "abort", req.MigrationID)
+	return a.r.outOfBand(ctx, "abort", req.MigrationID, 0)
 }

@@ -6,7 +6,8 @@
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
 // is handling: see ErrCorrupt), cutlink (SIGKILL the sshd processes serving this process's
-// SSH connection: the link drops, this process lives on), killcriu (SIGKILL the next criu process of this network namespace; killcriu:forked waits until it has begun to fork the restored tasks), filldisk:DIR (fill the
+// SSH connection: the link drops, this process lives on), partition:DURATION (drop every SSH
+// packet of this network namespace, silently, for DURATION), killcriu (SIGKILL the next criu process of this network namespace; killcriu:forked waits until it has begun to fork the restored tasks), filldisk:DIR (fill the
 // filesystem of DIR with a file DIR/.failpoint-fill), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -65,6 +67,9 @@ func Inject(name string) error {
 			return ErrCorrupt
 		case act == "cutlink":
 			cutLink()
+		case strings.HasPrefix(act, "partition:"):
+			d, _ := time.ParseDuration(strings.TrimPrefix(act, "partition:"))
+			partition(d)
 		case act == "killcriu":
 			go killCRIUSoon(10*time.Second, false)
 		case act == "killcriu:forked":
@@ -100,6 +105,31 @@ func cutLink() {
 		fmt.Fprintf(os.Stderr, "failpoint: SIGKILL sshd (pid %d)\n", pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+}
+
+// partition drops SSH traffic (TCP port 22, both ways) in this network namespace for d, with an
+// nftables table that a detached process deletes afterwards: nothing is closed, packets just
+// stop, as when a link dies on the way.
+func partition(d time.Duration) {
+	const table = "ferry_failpoint"
+	rules := "table inet " + table + " {\n" +
+		"  chain in { type filter hook input priority 0; tcp dport 22 drop; tcp sport 22 drop; }\n" +
+		"  chain out { type filter hook output priority 0; tcp sport 22 drop; tcp dport 22 drop; }\n}\n"
+	add := exec.Command("nft", "-f", "-")
+	add.Stdin = strings.NewReader(rules)
+	if out, err := add.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "failpoint: partition: nft: %v: %s\n", err, out)
+		return
+	}
+	heal := exec.Command("sh", "-c", fmt.Sprintf("sleep %.1f; nft delete table inet %s", d.Seconds(), table))
+	heal.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this process, holds no pipe of it
+	if err := heal.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "failpoint: partition: cannot schedule the heal: %v\n", err)
+		_ = exec.Command("nft", "delete", "table", "inet", table).Run()
+		return
+	}
+	_ = heal.Process.Release()
+	fmt.Fprintf(os.Stderr, "failpoint: SSH partitioned for %s\n", d)
 }
 
 // procStat returns a process's command name and parent pid.
