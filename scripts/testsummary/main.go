@@ -91,7 +91,8 @@ func main() {
 	}
 }
 
-// reason extracts the t.Skip message from a test's output.
+// reason extracts the t.Skip message from a test's output: the last logged message (with its
+// continuation lines), not the test's earlier logs.
 func reason(lines []string) string {
 	var r []string
 	for _, l := range lines {
@@ -99,10 +100,11 @@ func reason(lines []string) string {
 		if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- SKIP") {
 			continue
 		}
-		// "file_test.go:12: message" → message
+		// "file_test.go:12: message" → message; it starts a new message.
 		if i := strings.Index(t, ".go:"); i > 0 {
 			if j := strings.Index(t[i+4:], ": "); j >= 0 {
 				t = t[i+4+j+2:]
+				r = r[:0]
 			}
 		}
 		r = append(r, t)
