@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -106,6 +107,9 @@ type RunOptions struct {
 	Hardened bool
 	// User is UID:GID (numeric) for the container's process; empty: root.
 	User string
+	// IP gives the container its own network namespace on the host's container bridge, with
+	// this address (ferry-lab run --net allocates it); empty: loopback only.
+	IP string
 }
 
 // HardenedCaps is the capability set of a hardened lab container.
@@ -122,7 +126,7 @@ const (
 func HardenedMemoryLimit(memMiB int) uint64 { return uint64(2*memMiB+256) << 20 }
 
 // HelperRun starts a container from the lab image on this host.
-func HelperRun(ctx context.Context, host string, o RunOptions) error {
+func HelperRun(ctx context.Context, host string, o RunOptions) (err error) {
 	c, ctx, err := connect(ctx)
 	if err != nil {
 		return err
@@ -164,6 +168,22 @@ func HelperRun(ctx context.Context, host string, o RunOptions) error {
 		}
 		// A non-root process loses its capabilities at execve unless they are ambient.
 		specOpts = append(specOpts, oci.WithUIDGID(uid, gid), oci.WithAmbientCapabilities(HardenedCaps))
+	}
+	if o.IP != "" {
+		ip, err := netip.ParseAddr(o.IP)
+		if err != nil {
+			return fmt.Errorf("--ip: %w", err)
+		}
+		nsPath, err := setupContainerNet(ctx, o.Name, ip)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = teardownContainerNet(context.Background(), o.Name)
+			}
+		}()
+		specOpts = append(specOpts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: nsPath}))
 	}
 	ctr, err := c.NewContainer(ctx, o.Name,
 		containerd.WithImage(img),
@@ -367,7 +387,10 @@ func HelperRemove(ctx context.Context, name string) error {
 			}
 		}
 	}
-	return ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+		return err
+	}
+	return teardownContainerNet(ctx, name)
 }
 
 // threadStates describes a process's threads (state and where each sleeps) and its freezer

@@ -79,6 +79,7 @@ func upHost(ctx context.Context, hs []hierarchy, h Host, keys *labKeys) error {
 		{"ip", "-n", h.netns(), "link", "set", "eth0", "up"},
 		{"ip", "-n", h.netns(), "route", "add", "default", "via", SwitchIP.String()},
 	}
+	steps = append(steps, hostNetSteps(h)...)
 	for _, s := range steps {
 		if err := run(ctx, s[0], s[1:]...); err != nil {
 			return err

@@ -76,6 +76,7 @@ var privateDirs = []privateDir{
 	{Path: "/etc/ferry", Mode: 0o755},
 	{Path: "/root/.ssh", Mode: 0o700},
 	{Path: "/run/sshd", Tmpfs: true, Mode: 0o755},
+	{Path: "/run/netns", Tmpfs: true, Mode: 0o755}, // containers' network namespaces
 	{Path: "/tmp", Mode: 0o1777},
 	{Path: "/srv", Mode: 0o755}, // lab volumes live here: the same path on every host
 	// zfs-fuse: one daemon per host, each with its own socket, singleton lock and pool cache.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -102,7 +103,7 @@ func inHost(host string, args ...string) error {
 }
 
 func newRun() *cobra.Command {
-	var hardened bool
+	var hardened, withNet bool
 	var user string
 	var mem, volMiB int
 	var dirty float64
@@ -114,11 +115,31 @@ func newRun() *cobra.Command {
   ferry-lab run a db --volume /srv/db:zfs --volume-mib 256
   ferry-lab run a locked --hardened
   ferry-lab run a nobody --hardened --user 1000:1000
+  ferry-lab run a web --net
   ferry-lab run a idle -- sleep 3600`,
 		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			a := []string{"run", args[0], args[1], "--mem", fmt.Sprint(mem), "--dirty", fmt.Sprint(dirty),
 				"--volume", volume, "--volume-mib", fmt.Sprint(volMiB), "--hardened=" + fmt.Sprint(hardened), "--user", user}
+			var ip netip.Addr
+			if withNet {
+				h, err := lab.LookupHost(args[0])
+				if err != nil {
+					return err
+				}
+				if ip, err = lab.AllocateContainerIP(args[1]); err != nil {
+					return err
+				}
+				a = append(a, "--ip", ip.String())
+				defer func() {
+					if err == nil {
+						err = lab.RouteContainer(cmd.Context(), ip, h)
+					}
+					if err != nil {
+						_ = lab.ReleaseContainerIP(cmd.Context(), args[1], h)
+					}
+				}()
+			}
 			if len(args) > 2 {
 				a = append(append(a, "--"), args[2:]...)
 			}
@@ -129,6 +150,7 @@ func newRun() *cobra.Command {
 	cmd.Flags().Float64Var(&dirty, "dirty", 1, "MiB/s of memory the workload rewrites")
 	cmd.Flags().StringVar(&volume, "volume", "", "a data volume at /data: a directory PATH under /srv, or PATH:zfs for a dataset of the host's pool")
 	cmd.Flags().IntVar(&volMiB, "volume-mib", 64, "MiB the workload keeps on its volume (and keeps rewriting)")
+	cmd.Flags().BoolVar(&withNet, "net", false, "give it its own network namespace on the host's container bridge, with a lab address the switch routes to it")
 	cmd.Flags().StringVar(&user, "user", "", "with --hardened: run the process as UID:GID (numeric) instead of root, its capabilities ambient")
 	cmd.Flags().BoolVar(&hardened, "hardened", false, "run it as production containers run: default seccomp profile, no_new_privs, few capabilities, memory/CPU/pids limits")
 	return cmd
@@ -140,7 +162,14 @@ func newRm() *cobra.Command {
 		Short: "Kill and remove a container (and its writable layer) on a lab host",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return inHost(args[0], "rm", args[1])
+			if err := inHost(args[0], "rm", args[1]); err != nil {
+				return err
+			}
+			h, err := lab.LookupHost(args[0])
+			if err != nil {
+				return err
+			}
+			return lab.ReleaseContainerIP(cmd.Context(), args[1], h)
 		},
 	}
 }

@@ -31,6 +31,7 @@ func newHelper() *cobra.Command {
 	run.Flags().IntVar(&o.VolumeMiB, "volume-mib", 64, "")
 	run.Flags().BoolVar(&o.Hardened, "hardened", false, "")
 	run.Flags().StringVar(&o.User, "user", "", "")
+	run.Flags().StringVar(&o.IP, "ip", "", "")
 	h.AddCommand(run)
 	var output string
 	check := &cobra.Command{
