@@ -176,17 +176,19 @@ type report struct {
 		Path   string `json:"path"`
 		Reason string `json:"reason"`
 	} `json:"fs_plan"`
-	ID             string  `json:"id"`
-	Outcome        string  `json:"outcome"`
-	Strategy       string  `json:"strategy"`
-	StrategyReason string  `json:"strategy_reason"`
-	ResidencyMs    float64 `json:"residency_ms"`
-	FSDriver       string  `json:"fs_driver"`
-	Compress       string  `json:"compress"`
-	BWLimit        int64   `json:"bwlimit_bytes_per_s"`
-	WireBytes      int64   `json:"wire_bytes"`
-	DowntimeMs     float64 `json:"downtime_ms"`
-	Error          string  `json:"error"`
+	ID             string   `json:"id"`
+	Outcome        string   `json:"outcome"`
+	Strategy       string   `json:"strategy"`
+	StrategyReason string   `json:"strategy_reason"`
+	ResidencyMs    float64  `json:"residency_ms"`
+	FSDriver       string   `json:"fs_driver"`
+	Compress       string   `json:"compress"`
+	BWLimit        int64    `json:"bwlimit_bytes_per_s"`
+	WireBytes      int64    `json:"wire_bytes"`
+	DowntimeMs     float64  `json:"downtime_ms"`
+	Error          string   `json:"error"`
+	Addresses      []string `json:"addresses"`
+	NetworkHook    string   `json:"network_hook"`
 	Phases         []struct {
 		Name    string  `json:"name"`
 		StartMs float64 `json:"start_ms"`

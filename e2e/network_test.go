@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -51,4 +52,87 @@ func TestLabContainerNetwork(t *testing.T) {
 	if _, err := os.Stat("/var/lib/ferry-lab/net/netc"); err == nil {
 		t.Errorf("rm left /var/lib/ferry-lab/net/netc")
 	}
+}
+
+// TestNetworkMovesWithTheContainer: a container on the lab's bridge network moves a → b and
+// back keeping its address and MAC; the target recreates its network namespace before the
+// restore (the task runs in it), the network hook routes the address to the new host (a client
+// on the switch reaches it there), and the source's namespace is gone. A failed restore leaves
+// the target without the namespace; an address already in use on the target is refused in
+// preflight with nothing changed.
+func TestNetworkMovesWithTheContainer(t *testing.T) {
+	requireLab(t)
+	mustLab(t, "run", "a", "netm", "--mem", "16", "--net")
+	defer func() { lab(t, "rm", "a", "netm"); lab(t, "rm", "b", "netm") }()
+	ip, ok := ferrylab.ContainerIP("netm")
+	if !ok {
+		t.Fatal("the lab recorded no address for netm")
+	}
+	ns := ferrylab.ContainerNetns("netm")
+	hasNetns := func(host string) bool {
+		return strings.Contains(mustLab(t, "exec", host, "--", "ip", "netns", "list"), ns)
+	}
+	from, to := "a", "b"
+	for _, strategy := range []string{"stop-copy", "post-copy"} {
+		rep, r := migrate(t, from, "netm", to, "--strategy", strategy)
+		if r.code != 0 || rep.Outcome != "committed" {
+			t.Fatalf("%s %s→%s: exit %d %s %s\n%s", strategy, from, to, r.code, rep.Outcome, rep.Error, r.stderr)
+		}
+		if len(rep.Addresses) != 1 || rep.Addresses[0] != ip.String() || rep.NetworkHook != "ok" {
+			t.Errorf("%s→%s: report addresses %v, network hook %q; want [%s], ok", from, to, rep.Addresses, rep.NetworkHook, ip)
+		}
+		mustLab(t, "check", to, "netm")
+		if got := ferrylab.RoutedTo(t.Context(), ip); got != to {
+			t.Errorf("after %s→%s the switch routes %s to %q", from, to, ip, got)
+		}
+		if out, err := fromSwitch(t, "busybox", "ping", "-c", "1", "-W", "2", ip.String()); err != nil {
+			t.Errorf("after %s→%s the switch cannot reach %s: %v\n%s", from, to, ip, err, out)
+		}
+		link := mustLab(t, "exec", to, "--", "nsenter", "--net="+ferrylab.ContainerNetnsPath("netm"), "ip", "-o", "addr", "show", "eth0")
+		if !strings.Contains(link, ip.String()+"/24") {
+			t.Errorf("on %s eth0 lacks %s/24: %s", to, ip, link)
+		}
+		if l := mustLab(t, "exec", to, "--", "nsenter", "--net="+ferrylab.ContainerNetnsPath("netm"), "ip", "-o", "link", "show", "eth0"); !strings.Contains(l, "link/ether "+ferrylab.ContainerMAC(ip)+" ") {
+			t.Errorf("on %s eth0 has not the MAC %s: %s", to, ferrylab.ContainerMAC(ip), l)
+		}
+		// The restored task runs in the recreated namespace, not in one of its own.
+		pid := taskPID(t, to, "netm")
+		inTask, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+		ino := strings.TrimSpace(mustLab(t, "exec", to, "--", "stat", "-L", "-c", "%i", ferrylab.ContainerNetnsPath("netm")))
+		if inTask != "net:["+ino+"]" {
+			t.Errorf("on %s the task's network namespace is %s, the recreated one %s", to, inTask, ino)
+		}
+		if hasNetns(from) {
+			t.Errorf("after %s→%s, %s still has the namespace %s", from, to, from, ns)
+		}
+		from, to = to, from
+	}
+
+	// A restore that fails on b: the namespace b made goes with the rollback.
+	armFaults(t, "b", "receiver/restore error")
+	rep, r := migrate(t, "a", "netm", "b")
+	if r.code == 0 || rep.Outcome != "rolled_back" {
+		t.Fatalf("with restore failing on b: exit %d %s %s", r.code, rep.Outcome, rep.Error)
+	}
+	if hasNetns("b") {
+		t.Errorf("the rollback left %s on b", ns)
+	}
+	if !hasNetns("a") || ferrylab.RoutedTo(t.Context(), ip) != "a" {
+		t.Errorf("the rollback touched a's network: namespace %v, route to %q", hasNetns("a"), ferrylab.RoutedTo(t.Context(), ip))
+	}
+	mustLab(t, "check", "a", "netm")
+	assertNoResidue(t, "b", "netm", rep.ID)
+
+	// The address already in use on b: refused before anything changes.
+	mustLab(t, "exec", "b", "--", "ip", "addr", "add", ip.String()+"/32", "dev", "lo")
+	defer lab(t, "exec", "b", "--", "ip", "addr", "del", ip.String()+"/32", "dev", "lo")
+	rep, r = migrate(t, "a", "netm", "b")
+	if r.code != 3 || rep.Outcome != "refused" || !strings.Contains(rep.Error, "address "+ip.String()+" is already in use on b") {
+		t.Fatalf("with %s taken on b: exit %d %s %q", ip, r.code, rep.Outcome, rep.Error)
+	}
+	if hasNetns("b") {
+		t.Errorf("the refusal left %s on b", ns)
+	}
+	mustLab(t, "check", "a", "netm")
+	assertNoResidue(t, "b", "netm", rep.ID)
 }

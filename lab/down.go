@@ -49,6 +49,9 @@ func Down(ctx context.Context, o DownOptions) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := unmountIfMounted(SwitchNetnsFile()); err != nil {
+		errs = append(errs, err)
+	}
 	if err := delNetns(ctx, switchNS); err != nil {
 		errs = append(errs, err)
 	}

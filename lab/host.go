@@ -208,5 +208,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			return err
 		}
 	}
-	return nil
+	// ferry's network hook: the lab's network is the switch routing each container's /32 to
+	// its host, so a container that moved here has its addresses routed here.
+	hook := fmt.Sprintf(`#!/bin/sh
+# ferry-lab host %[1]s: ferry-receiver runs this after a container whose network moved here is
+# committed. The lab's router is the switch: route the container's addresses to this host.
+set -e
+for a in $FERRY_ADDRESSES; do
+	nsenter --net=%[2]s ip route replace "$a/32" via %[3]s
+done
+`, h.Name, SwitchNetnsFile(), h.Addr)
+	hooks := filepath.Join(h.rootDir(), "etc/ferry/hooks")
+	if err := os.MkdirAll(hooks, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(hooks, "network-moved"), []byte(hook), 0o755)
 }

@@ -26,6 +26,9 @@ var (
 	ContainerNet = netip.MustParsePrefix("198.19.0.0/24")
 )
 
+// SwitchNetnsFile is a bind of the switch's network namespace that the hosts can see.
+func SwitchNetnsFile() string { return filepath.Join(StateDir, "switch-netns") }
+
 // ContainerNetns is the name of a lab container's network namespace on its host.
 func ContainerNetns(name string) string { return "ferry-" + name }
 

@@ -310,7 +310,12 @@ func upSwitch(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	// A handle on the switch the hosts can see (their /run/netns is their own): made before
+	// them, so that their mount namespaces inherit it. Their network hook updates its routes.
+	if err := os.WriteFile(SwitchNetnsFile(), nil, 0o644); err != nil {
+		return err
+	}
+	return run(ctx, "mount", "--bind", "/run/netns/"+switchNS, SwitchNetnsFile())
 }
 
 func copyFile(src, dst string) error {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
+	"github.com/ferry-project/ferry/network"
 	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport/wire"
@@ -50,6 +51,14 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 	}
 	sc.FSBytes = diskUsage(sc.WritableDir)
 	sc.Volumes, sc.Problems = Volumes(info.Spec, os.Stat)
+	if p := netnsPath(info.Spec); p != "" {
+		a, err := network.Read(ctx, p)
+		if err != nil {
+			sc.Problems = append(sc.Problems, fmt.Sprintf("the container's network cannot move: %v", err))
+		} else {
+			sc.Record.Network = a
+		}
+	}
 	zfsErr := zfs.Available()
 	for i := range sc.Volumes {
 		v := &sc.Volumes[i]
@@ -134,7 +143,20 @@ func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*chec
 }
 
 // Retire implements Source.
-func (s *LocalSource) Retire(ctx context.Context, id string) error { return s.RT.Remove(ctx, id) }
+func (s *LocalSource) Retire(ctx context.Context, id string) error {
+	info, err := s.RT.Inspect(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.RT.Remove(ctx, id); err != nil {
+		return err
+	}
+	// The container's network moved with it: its namespace here would hold its addresses twice.
+	if p := netnsPath(info.Spec); p != "" {
+		return network.Remove(ctx, p)
+	}
+	return nil
+}
 
 // diskUsage is the space a tree occupies (allocated blocks; sparse files count what they use).
 func diskUsage(dir string) uint64 {

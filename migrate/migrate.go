@@ -39,6 +39,7 @@ import (
 	"github.com/ferry-project/ferry/internal/failpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/internal/revert"
+	"github.com/ferry-project/ferry/network"
 	"github.com/ferry-project/ferry/snapshot"
 	"github.com/ferry-project/ferry/snapshot/zfs"
 	"github.com/ferry-project/ferry/transport"
@@ -494,10 +495,12 @@ func (m *run) run(ctx context.Context) (err error) {
 		if cerr = failpoint.Inject("source/commit-lost"); cerr != nil {
 			return cerr // as if COMMIT never reached the target
 		}
-		_, cerr = c.Target.Commit(cctx, wire.CommitRequest{MigrationID: c.ID})
+		var creply wire.CommitReply
+		creply, cerr = c.Target.Commit(cctx, wire.CommitRequest{MigrationID: c.ID})
 		if cerr == nil {
 			cerr = failpoint.Inject("source/commit-reply-lost") // as if the target's answer was lost
 		}
+		m.rep.NetworkHook = creply.NetworkHook
 		if cerr == nil {
 			m.rep.DowntimeMs = ms(time.Since(m.frozen))
 		}
@@ -832,6 +835,9 @@ func (m *run) preflight(ctx context.Context) error {
 		return err
 	}
 	m.sc = sc
+	if sc.Record.Network != nil {
+		m.rep.Addresses = network.Addresses(sc.Record.Network)
+	}
 	var problems []string
 	if sc.Status != "running" {
 		st := sc.Status

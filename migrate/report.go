@@ -59,6 +59,10 @@ type Report struct {
 	Strategy  string `json:"strategy"`
 	// StrategyReason says why this strategy (auto's choice, or the operator's).
 	StrategyReason string `json:"strategy_reason,omitempty"`
+	// Addresses are the container's network addresses when its network namespace moved with
+	// it; NetworkHook what the target's network hook did ("ok", or its failure).
+	Addresses   []string `json:"addresses,omitempty"`
+	NetworkHook string   `json:"network_hook,omitempty"`
 	// LinkMBps is the measured link (auto only); EstimatedStopCopyMs stop-copy's estimate.
 	LinkMBps            float64 `json:"link_mbps,omitempty"`
 	EstimatedStopCopyMs float64 `json:"estimated_stop_copy_ms,omitempty"`

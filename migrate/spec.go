@@ -7,6 +7,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ferry-project/ferry/network"
 	"github.com/ferry-project/ferry/transport/wire"
 )
 
@@ -64,8 +65,8 @@ func SpecProblems(s *specs.Spec) []string {
 				continue
 			}
 			hasNet = true
-			if ns.Path != "" {
-				p = append(p, fmt.Sprintf("the container joins the network namespace %s (CNI or shared networking): this version moves containers with their own network namespace only", ns.Path))
+			if ns.Path != "" && filepath.Dir(ns.Path) != network.NetnsDir {
+				p = append(p, fmt.Sprintf("the container joins the network namespace %s: ferry moves a container's own namespace, or a named one (%s/NAME, as CNI-style setups make) that it recreates on the target", ns.Path, network.NetnsDir))
 			}
 		}
 		if !hasNet {
@@ -73,4 +74,17 @@ func SpecProblems(s *specs.Spec) []string {
 		}
 	}
 	return p
+}
+
+// netnsPath is the named network namespace the container joins ("" for its own or none).
+func netnsPath(s *specs.Spec) string {
+	if s == nil || s.Linux == nil {
+		return ""
+	}
+	for _, ns := range s.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace && ns.Path != "" && filepath.Dir(ns.Path) == network.NetnsDir {
+			return ns.Path
+		}
+	}
+	return ""
 }

@@ -35,6 +35,7 @@ const (
 	undoZFSRollback = "zfs-rollback" // roll a base dataset back to the snapshot it had
 	undoZFSUnmount  = "zfs-unmount"  // unmount a dataset mounted for the restore
 	undoImage       = "image"        // delete an image the migration imported
+	undoNetns       = "netns"        // delete a network namespace the migration created
 )
 
 // Undo is one persisted undo step.

@@ -6,12 +6,14 @@ package receiver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,12 +21,14 @@ import (
 
 	"github.com/containerd/containerd/identifiers"
 	"github.com/distribution/reference"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/config"
 	"github.com/ferry-project/ferry/internal/errdefs"
 	"github.com/ferry-project/ferry/internal/failpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
+	"github.com/ferry-project/ferry/network"
 	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/transport/sftpdir"
 	"github.com/ferry-project/ferry/transport/wire"
@@ -282,6 +286,9 @@ func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire
 	if p := apparmorProblem(c.Spec, host); p != nil {
 		reply.Problems = append(reply.Problems, *p)
 	}
+	if c.Network != nil {
+		reply.Problems = append(reply.Problems, network.Problems(ctx, c.Network, host)...)
+	}
 	exists, err := rt.Exists(ctx, c.ID)
 	if err != nil {
 		return reply, err
@@ -318,6 +325,33 @@ func validContainer(c wire.Container) error {
 	}
 	if c.Image == "" || c.Snapshotter == "" || c.SnapshotKey == "" || len(c.Spec) == 0 {
 		return fmt.Errorf("container record of %q lacks image, snapshot or spec: %w", c.ID, errdefs.ErrInvalid)
+	}
+	if c.Network != nil {
+		if err := network.Validate(c.Network); err != nil {
+			return err
+		}
+	}
+	return specNamespaces(c)
+}
+
+// specNamespaces refuses a spec that would join a namespace of this host: runc joins any path
+// it names. The one path allowed is the network namespace ferry recreates for it.
+func specNamespaces(c wire.Container) error {
+	var sp specs.Spec
+	if err := json.Unmarshal(c.Spec, &sp); err != nil {
+		return fmt.Errorf("container spec of %q: %w", c.ID, errors.Join(err, errdefs.ErrInvalid))
+	}
+	if sp.Linux == nil {
+		return nil
+	}
+	for _, ns := range sp.Linux.Namespaces {
+		if ns.Path == "" {
+			continue
+		}
+		if ns.Type == specs.NetworkNamespace && c.Network != nil && ns.Path == c.Network.Netns {
+			continue
+		}
+		return fmt.Errorf("the spec of %q joins the %s namespace %s of this host: ferry creates containers only with their own namespaces (or the network namespace it recreates): %w", c.ID, ns.Type, ns.Path, errdefs.ErrInvalid)
 	}
 	return nil
 }
@@ -366,6 +400,18 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 	upper, err := rt.WritableDir(ctx, c.Snapshotter, c.SnapshotKey)
 	if err != nil {
 		return err
+	}
+	if c.Network != nil {
+		// The network before the restore: same namespace path, interfaces, MACs, addresses.
+		if _, err := os.Stat(c.Network.Netns); err == nil {
+			return fmt.Errorf("network namespace %s already exists here: %w", c.Network.Netns, errdefs.ErrConflict)
+		}
+		if err := j.add(Undo{Kind: undoNetns, Path: c.Network.Netns}); err != nil {
+			return err
+		}
+		if err := network.Create(ctx, c.Network); err != nil {
+			return fmt.Errorf("recreate the container's network: %w", err)
+		}
 	}
 	s.rec, s.plan = c, req.Mounts
 	s.mounts, s.datasets = map[string]string{"rootfs": upper}, map[string]string{}
@@ -565,6 +611,9 @@ func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.Commi
 	}
 	reply := wire.CommitReply{ResumeTime: time.Since(start)}
 	s.log.Info("committed: task running", "container", s.rec.ID)
+	if s.rec.Network != nil {
+		reply.NetworkHook = s.networkHook(ctx)
+	}
 	// Checkpoint files are no longer needed; the journal stays as the record of the decision.
 	lazy := s.lazy
 	after := func() {
@@ -642,4 +691,30 @@ func keepCRIULogs(workDir string) {
 	for _, l := range logs {
 		_ = os.Rename(l, filepath.Join(filepath.Dir(workDir), "criu-"+filepath.Base(l)))
 	}
+}
+
+// networkHook runs the configured hook after a container whose network moved is committed
+// here, so that its addresses are routed to this host. Its failure does not undo the commit:
+// it is reported.
+func (s *server) networkHook(ctx context.Context) string {
+	hook := s.conf.NetworkHook
+	if hook == "" {
+		hook = config.DefaultNetworkHook
+		if _, err := os.Stat(hook); err != nil {
+			return ""
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, hook)
+	cmd.Env = append(os.Environ(),
+		"FERRY_MIGRATION_ID="+s.j.ID, "FERRY_NAMESPACE="+s.rec.Namespace, "FERRY_CONTAINER="+s.rec.ID,
+		"FERRY_NETNS="+s.rec.Network.Netns, "FERRY_ADDRESSES="+strings.Join(network.Addresses(s.rec.Network), " "))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.log.Error("network hook failed", "hook", hook, "err", err, "output", string(out))
+		return fmt.Sprintf("%s: %v: %s", hook, err, strings.TrimSpace(string(out)))
+	}
+	s.log.Info("network hook ran", "hook", hook)
+	return "ok"
 }

@@ -77,3 +77,30 @@ func TestBadMigrationInput(t *testing.T) {
 		}
 	}
 }
+
+// runc joins any namespace path a spec names: the receiver accepts only the network namespace
+// it recreates itself.
+func TestSpecNamespacePaths(t *testing.T) {
+	net := &wire.NetAttachment{Netns: "/run/netns/ferry-web", Interfaces: []wire.NetInterface{{Name: "eth0", MAC: "02:fe:c6:13:00:02", MTU: 1500, Bridge: "ferry0"}}}
+	spec := func(nss string) []byte {
+		return []byte(`{"linux":{"namespaces":[` + nss + `]}}`)
+	}
+	for _, tc := range []struct {
+		name string
+		nss  string
+		net  *wire.NetAttachment
+		ok   bool
+	}{
+		{"own namespaces", `{"type":"pid"},{"type":"network"}`, nil, true},
+		{"the recreated network namespace", `{"type":"network","path":"/run/netns/ferry-web"}`, net, true},
+		{"a network namespace without its attachment", `{"type":"network","path":"/run/netns/ferry-web"}`, nil, false},
+		{"another network namespace", `{"type":"network","path":"/proc/1/ns/net"}`, net, false},
+		{"the host's pid namespace", `{"type":"pid","path":"/proc/1/ns/pid"}`, nil, false},
+		{"the host's mount namespace", `{"type":"mount","path":"/proc/1/ns/mnt"}`, net, false},
+	} {
+		c := wire.Container{Namespace: "default", ID: "web", Image: "i", Snapshotter: "s", SnapshotKey: "k", Spec: spec(tc.nss), Network: tc.net}
+		if err := validContainer(c); (err == nil) != tc.ok {
+			t.Errorf("%s: validContainer = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/network"
 	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/zfs"
 )
@@ -46,6 +47,8 @@ func undo(ctx context.Context, cfg Config, j *Journal, log *slog.Logger) error {
 			err = zfs.Park(u.Path)
 		case undoImage:
 			err = removeOwnImage(ctx, cfg, u)
+		case undoNetns:
+			err = network.Remove(ctx, u.Path)
 		default:
 			err = fmt.Errorf("unknown undo step %q", u.Kind)
 		}

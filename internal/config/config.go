@@ -4,6 +4,8 @@
 //	zfs_parent = "tank/ferry"
 //	# where volumes may live on this host (as a target, a volume outside them is refused)
 //	volume_roots = ["/srv", "/mnt", "/data", "/var/lib/volumes"]
+//	# run on the target once a container with a moved network attachment is committed there
+//	network_hook = "/etc/ferry/hooks/network-moved"
 package config
 
 import (
@@ -25,7 +27,14 @@ type Config struct {
 	// VolumeRoots are the directories volumes may live under on this host. A migration target
 	// refuses a volume elsewhere: a source must not write into /etc.
 	VolumeRoots []string `toml:"volume_roots"`
+	// NetworkHook runs on the target after a container whose network namespace moved is
+	// committed there, so that the network sends its addresses to this host (a route update,
+	// a gratuitous ARP, a BGP announcement…). Empty: DefaultNetworkHook, if it exists.
+	NetworkHook string `toml:"network_hook"`
 }
+
+// DefaultNetworkHook is run when the file names no hook and it exists.
+const DefaultNetworkHook = "/etc/ferry/hooks/network-moved"
 
 // DefaultVolumeRoots apply when the file sets none.
 var DefaultVolumeRoots = []string{"/srv", "/mnt", "/data", "/var/lib/volumes"}

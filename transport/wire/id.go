@@ -17,3 +17,9 @@ func ValidMigrationID(id string) error {
 	}
 	return nil
 }
+
+var netNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// ValidName checks a name the other side gives for a host object (a network namespace, an
+// interface, a bridge): letters, digits, '_', '.', '-', not starting with a symbol, ≤ 63.
+func ValidName(s string) bool { return netNameRE.MatchString(s) }

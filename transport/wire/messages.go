@@ -53,6 +53,33 @@ type Container struct {
 	SnapshotKey    string            `json:"snapshot_key"`
 	Spec           json.RawMessage   `json:"spec"`
 	Extensions     map[string]Any    `json:"extensions,omitempty"`
+	// Network is the container's network namespace as the source found it, when the container
+	// joins a named one (a CNI-style attachment): the target recreates it before the restore.
+	Network *NetAttachment `json:"network,omitempty"`
+}
+
+// NetAttachment is a named network namespace with veths on host bridges.
+type NetAttachment struct {
+	Netns      string         `json:"netns"` // /run/netns/NAME
+	Interfaces []NetInterface `json:"interfaces"`
+	Routes     []NetRoute     `json:"routes,omitempty"`
+}
+
+// NetInterface is one veth: its name, MAC and MTU inside, its addresses (CIDR), and the bridge
+// its host side is on.
+type NetInterface struct {
+	Name   string   `json:"name"`
+	MAC    string   `json:"mac"`
+	MTU    int      `json:"mtu"`
+	Addrs  []string `json:"addrs"`
+	Bridge string   `json:"bridge"`
+}
+
+// NetRoute is a route inside the namespace (not the ones its addresses imply).
+type NetRoute struct {
+	Dst     string `json:"dst"`
+	Gateway string `json:"gateway,omitempty"`
+	Dev     string `json:"dev,omitempty"`
 }
 
 // Any is a protobuf Any (containerd's typeurl) carried as type URL + bytes.
@@ -232,9 +259,11 @@ type CommitRequest struct {
 // CommitReply confirms the task is running on the target.
 type CommitReply struct {
 	ResumeTime time.Duration `json:"resume_time"`
+	// NetworkHook is what the target's network hook did after the commit: "" (none ran), "ok",
+	// or its failure (the migration stands; routes may need a hand).
+	NetworkHook string `json:"network_hook,omitempty"`
 }
 
-// AbortRequest tells the target to remove everything of this migration.
 // FailuresRequest asks what failed on the target's side of this migration's streams (a
 // full disk under rsync, a page server's write error): the source sees only a broken stream.
 type FailuresRequest struct {
@@ -246,6 +275,7 @@ type FailuresReply struct {
 	Failures []string `json:"failures"`
 }
 
+// AbortRequest tells the target to remove everything of this migration.
 type AbortRequest struct {
 	MigrationID string `json:"migration_id"`
 	Reason      string `json:"reason"`
