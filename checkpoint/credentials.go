@@ -80,3 +80,38 @@ func cgroupPids(st *RuncState) []int {
 	}
 	return nil
 }
+
+// socketsFixedIn is the first CRIU that dumps inet sockets on Linux ≥ 6.16, which answers
+// EOPNOTSUPP to SO_PASSCRED/SO_PASSSEC on them (criu#2705, fixed in 4.2).
+const socketsFixedIn = 40200
+
+// InetSocketProblem explains why CRIU (version criuVersion) cannot dump the container of st on
+// this kernel, or returns "": CRIU before 4.2 fails on any TCP or UDP socket on Linux ≥ 6.16.
+func InetSocketProblem(st *RuncState, criuVersion int, kernel string) string {
+	if criuVersion == 0 || criuVersion >= socketsFixedIn || !kernelAtLeast(kernel, 6, 16) || st.InitProcessPid <= 0 {
+		return ""
+	}
+	n := 0
+	for _, f := range []string{"tcp", "tcp6", "udp", "udp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", st.InitProcessPid, f))
+		if err != nil {
+			continue
+		}
+		if lines := strings.Count(strings.TrimSpace(string(b)), "\n"); lines > 0 {
+			n += lines // minus the header line: Count of "\n" in trimmed text
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("its network namespace has %d TCP/UDP socket(s), and CRIU %s cannot checkpoint inet sockets on Linux %s (the kernel refuses SO_PASSCRED on them since 6.16; CRIU 4.2 handles it, criu#2705) (hint: install CRIU ≥ 4.2, or run on a kernel before 6.16)", n, FormatVersion(criuVersion), kernel)
+}
+
+// kernelAtLeast compares a kernel release ("6.18.3-foo") with major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}

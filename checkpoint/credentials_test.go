@@ -22,3 +22,14 @@ func TestForeignIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		release string
+		want    bool
+	}{{"6.18.3-ferry", true}, {"6.16.0", true}, {"6.15.9", false}, {"6.1.0-28-amd64", false}, {"7.0", true}, {"5.19", false}, {"junk", false}} {
+		if got := kernelAtLeast(tc.release, 6, 16); got != tc.want {
+			t.Errorf("kernelAtLeast(%q, 6, 16) = %v", tc.release, got)
+		}
+	}
+}

@@ -110,6 +110,8 @@ type RunOptions struct {
 	// IP gives the container its own network namespace on the host's container bridge, with
 	// this address (ferry-lab run --net allocates it); empty: loopback only.
 	IP string
+	// Sessions makes the workload serve TCP sessions on SessionPort (needs IP).
+	Sessions bool
 }
 
 // HardenedCaps is the capability set of a hardened lab container.
@@ -151,6 +153,12 @@ func HelperRun(ctx context.Context, host string, o RunOptions) (err error) {
 		if workload {
 			args = append(args, "--volume", ws.VolumeDest, "--volume-mib", strconv.Itoa(o.VolumeMiB))
 		}
+	}
+	if o.Sessions {
+		if o.IP == "" || !workload {
+			return fmt.Errorf("--sessions needs --net and the workload")
+		}
+		args = append(args, "--listen", fmt.Sprintf(":%d", SessionPort))
 	}
 	specOpts = append(specOpts, oci.WithProcessArgs(args...))
 	if o.Hardened {

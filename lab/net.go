@@ -21,6 +21,9 @@ import (
 // host it runs on, so a client on the switch reaches it by its address wherever it is.
 const ContainerBridge = "ferry0"
 
+// SessionPort is where a networked workload serves TCP sessions (ferry-workload --listen).
+const SessionPort = 7070
+
 var (
 	ContainerGW  = netip.MustParseAddr("198.19.0.1")
 	ContainerNet = netip.MustParsePrefix("198.19.0.0/24")

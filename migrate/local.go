@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/network"
@@ -82,6 +84,13 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 			sc.MemoryBytes = memoryUsage(st)
 			if p := checkpoint.CredentialProblem(st); p != "" {
 				sc.Problems = append(sc.Problems, fmt.Sprintf("container %q cannot be checkpointed on %s: %s", id, s.Host(), p))
+			}
+			if v, err := checkpoint.Version(ctx); err == nil {
+				var u unix.Utsname
+				_ = unix.Uname(&u)
+				if p := checkpoint.InetSocketProblem(st, v, unix.ByteSliceToString(u.Release[:])); p != "" {
+					sc.Problems = append(sc.Problems, fmt.Sprintf("container %q cannot be checkpointed on %s: %s", id, s.Host(), p))
+				}
 			}
 		}
 	}

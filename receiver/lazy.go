@@ -27,20 +27,13 @@ type lazyDaemon struct {
 }
 
 // startLazy starts the lazy-pages daemon on the lazy stream and arranges for runc restore to
-// get --lazy-pages (through the runc wrapper). Called with s.mu held.
+// get --lazy-pages (restoreFlags). Called with s.mu held.
 func (s *server) startLazy(criuWork string, ro *runtime.RestoreOptions) error {
 	if s.lazyConn == nil {
 		return fmt.Errorf("post-copy restore without a lazy stream: %w", errdefs.ErrProtocol)
 	}
 	if runtime.CustomRunc(s.rec) {
 		return fmt.Errorf("the container names its own runc binary; post-copy needs ferry's runc wrapper: %w", errdefs.ErrUnsupported)
-	}
-	wrapper, err := installRuncWrapper(s.cfg.StateDir)
-	if err != nil {
-		return err
-	}
-	if err := writeRestoreFlags(s.imagesDir, []string{"--lazy-pages"}); err != nil {
-		return err
 	}
 	if err := os.MkdirAll(criuWork, 0o700); err != nil { // runc would create it later
 		return err
@@ -83,7 +76,6 @@ func (s *server) startLazy(criuWork string, ro *runtime.RestoreOptions) error {
 			return fmt.Errorf("the lazy-pages daemon did not open %s: %w", sock, errdefs.ErrTransient)
 		}
 	}
-	ro.BinaryName = wrapper
 	return nil
 }
 

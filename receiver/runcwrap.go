@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/runtime"
 )
 
 // runcWrapper is the runc a task restored with options containerd's shim cannot pass (lazy
-// pages for post-copy) runs through: for `runc restore` it adds the options listed in
+// pages for post-copy, established TCP connections) runs through: for `runc restore` it adds the options listed in
 // runc-restore-flags next to the image directory; everything else goes to runc unchanged. The
 // shim keeps calling it for the task's whole life, so it is a plain script that ferry never
 // removes.
@@ -58,4 +61,32 @@ func writeRestoreFlags(imagesDir string, flags []string) error {
 		}
 	}
 	return os.WriteFile(filepath.Join(filepath.Dir(imagesDir), "runc-restore-flags"), []byte(strings.Join(flags, "\n")+"\n"), 0o600)
+}
+
+// restoreFlags asks runc restore, through the wrapper, for what containerd cannot pass:
+// --lazy-pages for post-copy, --tcp-established when the container's network moved with it
+// (same addresses: its connections can live on). Called with s.mu held.
+func (s *server) restoreFlags(lazy bool, ro *runtime.RestoreOptions) error {
+	var flags []string
+	if lazy {
+		flags = append(flags, "--lazy-pages")
+	}
+	if s.rec.Network != nil {
+		flags = append(flags, "--tcp-established")
+	}
+	if len(flags) == 0 {
+		return nil
+	}
+	if runtime.CustomRunc(s.rec) {
+		return fmt.Errorf("the container names its own runc binary; restoring with %s needs ferry's runc wrapper: %w", strings.Join(flags, " "), errdefs.ErrUnsupported)
+	}
+	wrapper, err := installRuncWrapper(s.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if err := writeRestoreFlags(s.imagesDir, flags); err != nil {
+		return err
+	}
+	ro.BinaryName = wrapper
+	return nil
 }

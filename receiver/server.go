@@ -523,6 +523,11 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 			return wire.RestoreReply{}, err
 		}
 	}
+	if err := s.restoreFlags(req.Lazy, &ro); err != nil {
+		s.stopLazy()
+		_ = s.j.set(StatePrepared)
+		return wire.RestoreReply{}, err
+	}
 	start := time.Now()
 	pid, err := s.rt.Restore(ctx, s.rec, ro)
 	if err != nil {

@@ -103,7 +103,7 @@ func inHost(host string, args ...string) error {
 }
 
 func newRun() *cobra.Command {
-	var hardened, withNet bool
+	var hardened, withNet, sessions bool
 	var user string
 	var mem, volMiB int
 	var dirty float64
@@ -116,6 +116,7 @@ func newRun() *cobra.Command {
   ferry-lab run a locked --hardened
   ferry-lab run a nobody --hardened --user 1000:1000
   ferry-lab run a web --net
+  ferry-lab run a web --net --sessions
   ferry-lab run a idle -- sleep 3600`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
@@ -130,7 +131,7 @@ func newRun() *cobra.Command {
 				if ip, err = lab.AllocateContainerIP(args[1]); err != nil {
 					return err
 				}
-				a = append(a, "--ip", ip.String())
+				a = append(a, "--ip", ip.String(), "--sessions="+fmt.Sprint(sessions))
 				defer func() {
 					if err == nil {
 						err = lab.RouteContainer(cmd.Context(), ip, h)
@@ -151,6 +152,7 @@ func newRun() *cobra.Command {
 	cmd.Flags().StringVar(&volume, "volume", "", "a data volume at /data: a directory PATH under /srv, or PATH:zfs for a dataset of the host's pool")
 	cmd.Flags().IntVar(&volMiB, "volume-mib", 64, "MiB the workload keeps on its volume (and keeps rewriting)")
 	cmd.Flags().BoolVar(&withNet, "net", false, "give it its own network namespace on the host's container bridge, with a lab address the switch routes to it")
+	cmd.Flags().BoolVar(&sessions, "sessions", false, fmt.Sprintf("with --net: the workload serves TCP sessions on port %d (one numbered answer per line)", lab.SessionPort))
 	cmd.Flags().StringVar(&user, "user", "", "with --hardened: run the process as UID:GID (numeric) instead of root, its capabilities ambient")
 	cmd.Flags().BoolVar(&hardened, "hardened", false, "run it as production containers run: default seccomp profile, no_new_privs, few capabilities, memory/CPU/pids limits")
 	return cmd

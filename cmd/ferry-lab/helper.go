@@ -32,6 +32,7 @@ func newHelper() *cobra.Command {
 	run.Flags().BoolVar(&o.Hardened, "hardened", false, "")
 	run.Flags().StringVar(&o.User, "user", "", "")
 	run.Flags().StringVar(&o.IP, "ip", "", "")
+	run.Flags().BoolVar(&o.Sessions, "sessions", false, "")
 	h.AddCommand(run)
 	var output string
 	check := &cobra.Command{

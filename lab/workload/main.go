@@ -71,7 +71,14 @@ func main() {
 	ticksPath := flag.String("ticks", ws.TicksPath, "ticks file (append-only, in the writable layer)")
 	volume := flag.String("volume", "", "directory of a volume to write to (blocks and a log)")
 	volumeMiB := flag.Int("volume-mib", 64, "MiB of blocks on the volume")
+	listen := flag.String("listen", "", "TCP address to serve sessions on (each line in: one numbered line out)")
 	flag.Parse()
+	if *listen != "" {
+		if err := serveSessions(*listen); err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-workload:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(*memMiB, *dirty, *statePath, *ticksPath, *volume, *volumeMiB); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-workload:", err)
 		os.Exit(1)
