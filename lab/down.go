@@ -76,6 +76,11 @@ func Down(ctx context.Context, o DownOptions) error {
 	if st != nil {
 		for i := len(st.Created) - 1; i >= 0; i-- {
 			// Only empty directories: anything a host wrote lives under StateDir, not here.
+			// One the lab created may still be a mount point of its own making (ip netns binds
+			// /run/netns onto itself): detach that first.
+			if err := unmountIfMounted(st.Created[i]); err != nil {
+				errs = append(errs, err)
+			}
 			if err := syscall.Rmdir(st.Created[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("remove %s: %w", st.Created[i], err))
 			}
