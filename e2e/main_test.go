@@ -154,7 +154,9 @@ func lab(t *testing.T, args ...string) result {
 	case err != nil:
 		t.Fatalf("ferry-lab %v: %v", args, err)
 	}
-	t.Logf("ferry-lab %s → exit %d", strings.Join(args, " "), r.code)
+	if !t.Skipped() { // a skipped test's cleanup would bury its reason in the summary
+		t.Logf("ferry-lab %s → exit %d", strings.Join(args, " "), r.code)
+	}
 	return r
 }
 
