@@ -9,9 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/ferry-project/ferry/internal/mountinfo"
 )
 
 // DownOptions configure Down.
@@ -99,39 +100,8 @@ func delNetns(ctx context.Context, name string) error {
 	return run(ctx, "ip", "netns", "del", name)
 }
 
-// mountsAt lists the mount points at or below path, deepest first.
-func mountsAt(path string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var ms []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == path || strings.HasPrefix(f[4], path+"/")) {
-			ms = append(ms, f[4])
-		}
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i]) > len(ms[j]) })
-	return ms
-}
-
-func mountedAt(path string) bool { return len(mountsAt(path)) > 0 }
-
-func unmountIfMounted(path string) error {
-	for i := 0; i < 8; i++ {
-		ms := mountsAt(path)
-		if len(ms) == 0 {
-			return nil
-		}
-		for _, m := range ms {
-			if err := syscall.Unmount(m, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-				return fmt.Errorf("unmount %s: %w", m, err)
-			}
-		}
-	}
-	return fmt.Errorf("%s is still mounted", path)
-}
+// unmountIfMounted detaches whatever is mounted at or below path.
+func unmountIfMounted(path string) error { return mountinfo.Detach(path) }
 
 // residue lists what a previous lab left on this machine.
 func residue() []string {
@@ -141,7 +111,7 @@ func residue() []string {
 			r = append(r, p)
 		}
 	}
-	if mountedAt(RunDir) {
+	if len(mountinfo.Below(RunDir)) > 0 {
 		r = append(r, "mounts under "+RunDir)
 	}
 	out, _ := exec.Command("ip", "netns", "list").Output()

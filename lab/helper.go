@@ -324,9 +324,24 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 			res.Problems = append(res.Problems, "cannot read the volume's log: "+err.Error())
 		}
 	}
-	if s3, err := readWorkload(task.Pid()); err == nil && s3.Counter >= s2.Counter {
-		s3.Verify = s2.Verify
-		s2 = s3
+	// The state must be one published after those reads: a state older than the files would
+	// look like memory older than the filesystem. Ask until one is (a read can miss).
+	// The workload appends to its files, then publishes: wait for the state that follows the
+	// last line read.
+	need := max(s2.Counter, lastCounter(ticks), lastCounter(volLog))
+	var s3err error
+	for i := 0; i < 50; i++ {
+		s3, err := readWorkload(task.Pid())
+		if err == nil && s3.Counter >= need {
+			s3.Verify = s2.Verify
+			s2, s3err = s3, nil
+			break
+		}
+		s3err = fmt.Errorf("the workload published no state past counter %d after its files were read (%v)", need, err)
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s3err != nil {
+		res.Problems = append(res.Problems, s3err.Error())
 	}
 	res.State = s2
 	res.Problems = append(res.Problems, ws.Verify(*rec, s1, s2, id, ticks, volLog)...)
@@ -424,4 +439,11 @@ func threadStates(pid uint32) string {
 		}
 	}
 	return strings.Join(parts, " ")
+}
+
+// lastCounter is the last number of a file of counters (0 if none).
+func lastCounter(b []byte) uint64 {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	v, _ := strconv.ParseUint(strings.TrimSpace(lines[len(lines)-1]), 10, 64)
+	return v
 }

@@ -7,13 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/internal/mountinfo"
 	"github.com/ferry-project/ferry/network"
 	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/zfs"
@@ -154,55 +151,8 @@ func Status(cfg Config, id string) (string, error) {
 // criu that died mid-restore leaves its cgroup yard (cgroup filesystems) mounted in its work
 // directory.
 func removeTree(dir string) error {
-	if err := unmountBelow(dir); err != nil {
+	if err := mountinfo.Detach(dir); err != nil {
 		return err
 	}
 	return os.RemoveAll(dir)
-}
-
-// unmountBelow lazily unmounts every mount at or below dir, deepest first.
-func unmountBelow(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	dir = filepath.Clean(dir)
-	var below []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMountPath(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			below = append(below, mp)
-		}
-	}
-	sort.Slice(below, func(i, j int) bool { return len(below[i]) > len(below[j]) })
-	var errs []error
-	for _, mp := range below {
-		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", mp, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space, …).
-func unescapeMountPath(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

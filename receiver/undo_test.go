@@ -8,20 +8,6 @@ import (
 	"testing"
 )
 
-func TestUnescapeMountPath(t *testing.T) {
-	for in, want := range map[string]string{
-		`/var/lib/ferry/m-1/work`:     "/var/lib/ferry/m-1/work",
-		`/mnt/with\040space`:          "/mnt/with space",
-		`/a\134b`:                     `/a\b`,
-		`/trailing\04`:                `/trailing\04`,
-		`/tab\011and\012newline\040x`: "/tab\tand\nnewline x",
-	} {
-		if got := unescapeMountPath(in); got != want {
-			t.Errorf("unescapeMountPath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestRemoveTreeWithoutMounts(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "m")
 	if err := os.MkdirAll(filepath.Join(dir, "work", "criu"), 0o700); err != nil {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ferry-project/ferry/internal/proc"
 )
 
 // A restore stuck on a dead CRIU: runc talks to criu over a socket pair and waits for it to
@@ -95,30 +97,11 @@ func findRuncRestore(imagesDir string) int {
 		if err != nil || !bytes.Contains(b, want) || !bytes.Contains(b, []byte("\x00restore\x00")) {
 			continue
 		}
-		if comm, _, _ := procStat(pid); comm == "runc" {
+		if comm, _, _ := proc.Stat(pid); comm == "runc" {
 			return pid
 		}
 	}
 	return 0
-}
-
-// procStat returns a process's command name, parent pid and state letter.
-func procStat(pid int) (comm string, ppid int, state string) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0, ""
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return "", 0, ""
-	}
-	f := strings.Fields(s[closing+1:])
-	if len(f) < 2 {
-		return "", 0, ""
-	}
-	ppid, _ = strconv.Atoi(f[1])
-	return s[open+1 : closing], ppid, f[0]
 }
 
 // children maps each process to its children.
@@ -130,7 +113,7 @@ func children() map[int][]int {
 		if err != nil {
 			continue
 		}
-		if _, ppid, _ := procStat(pid); ppid > 0 {
+		if _, ppid, _ := proc.Stat(pid); ppid > 0 {
 			m[ppid] = append(m[ppid], pid)
 		}
 	}
@@ -139,7 +122,7 @@ func children() map[int][]int {
 
 func hasZombieChild(pid int) bool {
 	for _, c := range children()[pid] {
-		if _, _, st := procStat(c); st == "Z" {
+		if _, _, st := proc.Stat(c); st == "Z" {
 			return true
 		}
 	}
@@ -173,7 +156,7 @@ func killRestore(runcPid int) {
 		_ = syscall.Kill(p, syscall.SIGKILL)
 	}
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, _, st := procStat(runcPid); st == "" || st == "Z" {
+		if _, _, st := proc.Stat(runcPid); st == "" || st == "Z" {
 			return
 		}
 	}

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ferry-project/ferry/internal/proc"
 )
 
 // Enabled reports whether this build honours failpoints.
@@ -91,7 +93,7 @@ func Inject(name string) error {
 func cutLink() {
 	var chain []int
 	for pid := os.Getppid(); pid > 1; {
-		comm, ppid := procStat(pid)
+		comm, ppid, _ := proc.Stat(pid)
 		if comm == "sshd" {
 			chain = append(chain, pid)
 		}
@@ -130,25 +132,6 @@ func partition(d time.Duration) {
 	}
 	_ = heal.Process.Release()
 	fmt.Fprintf(os.Stderr, "failpoint: SSH partitioned for %s\n", d)
-}
-
-// procStat returns a process's command name and parent pid.
-func procStat(pid int) (string, int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return "", 0
-	}
-	f := strings.Fields(s[closing+1:])
-	if len(f) < 2 {
-		return "", 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return s[open+1 : closing], ppid
 }
 
 // killCRIUSoon SIGKILLs the first criu process that appears in this process's network
@@ -193,7 +176,7 @@ func killCRIUSoon(d time.Duration, forked bool) {
 // hasSibling reports whether another process has the same parent as pid: 1 yes, 0 no, -1
 // pid is gone.
 func hasSibling(pid int) int {
-	_, parent := procStat(pid)
+	_, parent, _ := proc.Stat(pid)
 	if parent == 0 {
 		return -1
 	}
@@ -203,7 +186,7 @@ func hasSibling(pid int) int {
 		if err != nil || p == pid {
 			continue
 		}
-		if _, pp := procStat(p); pp == parent {
+		if _, pp, _ := proc.Stat(p); pp == parent {
 			return 1
 		}
 	}
