@@ -215,6 +215,11 @@ func (c *Client) Resume(ctx context.Context, id string) error {
 	}
 	err = t.Resume(c.with(ctx))
 	if err != nil && strings.Contains(err.Error(), "not paused") {
+		if _, serr := os.Stat(fmt.Sprintf("/proc/%d", t.Pid())); errors.Is(serr, os.ErrNotExist) {
+			// CRIU killed while its parasite code ran inside the task takes the task with it:
+			// nothing is left to resume (README, Limits).
+			return fmt.Errorf("resume %s: its process %d is gone: it died while frozen (a criu killed while its code ran inside the task takes the task with it): %w", id, t.Pid(), errdefs.ErrNotFound)
+		}
 		// containerd records the task paused but its cgroup is not frozen: what a criu killed in
 		// the middle of a dump leaves (it thaws the cgroup to seize the tasks). Freeze the cgroup
 		// again so that runc's resume and containerd's record agree, then resume.

@@ -135,9 +135,10 @@ func partition(d time.Duration) {
 }
 
 // killCRIUSoon SIGKILLs the first criu process that appears in this process's network
-// namespace (a lab host) within d, once it has run for a moment (so it is mid-work). With
-// forked, it waits until the criu has begun to build the restored tasks: a sibling process
-// (criu forks the restored root with CLONE_PARENT) exists beside it.
+// namespace (a lab host) within d, at once: before a dump has seized its tasks (a criu killed
+// while its parasite code runs inside a task takes the task with it — CRIU's limit, not a case
+// a rollback can repair). With forked, it waits until the criu has begun to build the restored
+// tasks: a sibling process (criu forks the restored root with CLONE_PARENT) exists beside it.
 func killCRIUSoon(d time.Duration, forked bool) {
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
@@ -163,8 +164,6 @@ func killCRIUSoon(d time.Duration, forked bool) {
 				if hasSibling(pid) != 1 { // gone: runc asks one criu its version first
 					continue
 				}
-			} else {
-				time.Sleep(50 * time.Millisecond)
 			}
 			fmt.Fprintf(os.Stderr, "failpoint: SIGKILL criu (pid %d)\n", pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
