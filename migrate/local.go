@@ -157,11 +157,18 @@ func (s *LocalSource) Retire(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	// The container's network moved with it. Cut this copy off first: killing the frozen task
+	// closes its sockets, and their FIN/RST must not reach the peers that the target now serves.
+	p := netnsPath(info.Spec)
+	if p != "" {
+		if err := network.Isolate(ctx, p); err != nil {
+			return err
+		}
+	}
 	if err := s.RT.Remove(ctx, id); err != nil {
 		return err
 	}
-	// The container's network moved with it: its namespace here would hold its addresses twice.
-	if p := netnsPath(info.Spec); p != "" {
+	if p != "" { // its namespace here would hold its addresses twice
 		return network.Remove(ctx, p)
 	}
 	return nil

@@ -288,6 +288,25 @@ func Create(ctx context.Context, a *wire.NetAttachment) (err error) {
 	return nil
 }
 
+// Isolate takes every interface of the namespace at path down but loopback, so that nothing its
+// sockets still send (a close's FIN or RST) leaves it.
+func Isolate(ctx context.Context, path string) error {
+	var links []ipLink
+	if err := ipJSON(ctx, path, &links, "link", "show"); err != nil {
+		return err
+	}
+	for _, l := range links {
+		if l.LinkType == "loopback" {
+			continue
+		}
+		cmd := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "ip", "link", "set", "dev", l.Name, "down")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("take %s in %s down: %w: %s", l.Name, path, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
 // Remove deletes a named network namespace (its veths go with it); a missing one is fine.
 func Remove(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
