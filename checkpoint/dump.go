@@ -114,7 +114,7 @@ func Dump(ctx context.Context, req DumpRequest) (*DumpStats, error) {
 		}
 	}
 	if err := c.Dump(opts, nil); err != nil {
-		return nil, fmt.Errorf("criu dump of pid %d: %w%s", st.InitProcessPid, err, LogErrors(filepath.Join(req.WorkDir, "dump.log")))
+		return nil, fmt.Errorf("criu dump of pid %d: %w%s", st.InitProcessPid, criuFailure(err), LogErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
 	return readDumpStats(workDir)
 }
@@ -358,6 +358,33 @@ func readDumpStats(workDir *os.File) (*DumpStats, error) {
 	}, nil
 }
 
+// benignLogErrors are lines CRIU logs as errors and then carries on: they explain nothing.
+// CRIU 4.2 tries to raise its own RLIMIT_NOFILE hard limit, which needs CAP_SYS_RESOURCE.
+var benignLogErrors = []string{"rlimit: Can't setup RLIMIT_NOFILE for self"}
+
+func benignLogError(l string) bool {
+	for _, b := range benignLogErrors {
+		if strings.Contains(l, b) {
+			return true
+		}
+	}
+	return false
+}
+
+// criuFailure returns go-criu's error for a failed request, minus the message CRIU reports as
+// its first error when that is a benign one (the log's real errors follow in LogErrors).
+func criuFailure(err error) error {
+	if err != nil && benignLogError(err.Error()) {
+		return benignFirstError{err}
+	}
+	return err
+}
+
+type benignFirstError struct{ err error }
+
+func (e benignFirstError) Error() string { return "operation failed" }
+func (e benignFirstError) Unwrap() error { return e.err }
+
 // LogErrors extracts the lines of a CRIU log that explain a failure.
 func LogErrors(path string) string {
 	f, err := os.Open(path)
@@ -369,7 +396,7 @@ func LogErrors(path string) string {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if l := sc.Text(); strings.Contains(l, "Error (") {
+		if l := sc.Text(); strings.Contains(l, "Error (") && !benignLogError(l) {
 			errs = append(errs, strings.TrimSpace(l))
 		}
 	}

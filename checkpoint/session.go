@@ -85,7 +85,7 @@ func (s *Session) PreDump(ctx context.Context, req RoundRequest) (*DumpStats, er
 	defer closeDirs()
 	opts.LogFile = proto.String("pre-dump.log")
 	if err := s.c.PreDump(opts, nil); err != nil {
-		return nil, fmt.Errorf("criu pre-dump of pid %d: %w%s", s.st.InitProcessPid, err, LogErrors(filepath.Join(req.WorkDir, "pre-dump.log")))
+		return nil, fmt.Errorf("criu pre-dump of pid %d: %w%s", s.st.InitProcessPid, criuFailure(err), LogErrors(filepath.Join(req.WorkDir, "pre-dump.log")))
 	}
 	return readStats(req.WorkDir)
 }
@@ -105,7 +105,7 @@ func (s *Session) Dump(ctx context.Context, req RoundRequest) (*DumpStats, error
 	}
 	defer closeDirs()
 	if err := s.c.Dump(opts, nil); err != nil {
-		return nil, fmt.Errorf("criu dump of pid %d: %w%s", s.st.InitProcessPid, err, LogErrors(filepath.Join(req.WorkDir, "dump.log")))
+		return nil, fmt.Errorf("criu dump of pid %d: %w%s", s.st.InitProcessPid, criuFailure(err), LogErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
 	return readStats(req.WorkDir)
 }

@@ -4,48 +4,14 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	ferrylab "github.com/ferry-project/ferry/lab"
 )
-
-// dialFromSwitch connects to addr from the lab's switch (a client outside every host): the
-// socket is made in the switch's network namespace by a thread that enters it and never
-// leaves (Go retires a locked thread when its goroutine ends).
-func dialFromSwitch(addr string) (net.Conn, error) {
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: this thread dies with the goroutine
-		f, err := os.Open("/run/netns/" + switchNS)
-		if err != nil {
-			ch <- res{nil, err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- res{nil, err}
-			return
-		}
-		d := net.Dialer{Timeout: 5 * time.Second}
-		d.SetMultipathTCP(false)
-		c, err := d.Dial("tcp", addr)
-		ch <- res{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
-}
 
 // session is one client connection to a networked workload, asking every 50 ms.
 type session struct {
@@ -60,7 +26,7 @@ type session struct {
 
 func startSession(t *testing.T, addr string) *session {
 	t.Helper()
-	c, err := dialFromSwitch(addr)
+	c, err := ferrylab.DialFromSwitch(t.Context(), addr)
 	if err != nil {
 		t.Fatalf("connect to %s from the switch: %v", addr, err)
 	}

@@ -333,7 +333,9 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 	for i := 0; i < 50; i++ {
 		s3, err := readWorkload(task.Pid())
 		if err == nil && s3.Counter >= need {
-			s3.Verify = s2.Verify
+			// Lines written are those of the state before the files were read (a read cannot
+			// see lines written after it); the counter is the later state's.
+			s3.Verify, s3.TicksLines, s3.VolumeLogLines = s2.Verify, s2.TicksLines, s2.VolumeLogLines
 			s2, s3err = s3, nil
 			break
 		}

@@ -44,7 +44,11 @@ func BuildImage(bin string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	layer, err := buildLayer(bb, strings.Fields(string(out)), wl)
+	extra, err := redisFiles()
+	if err != nil {
+		return "", err
+	}
+	layer, err := buildLayer(bb, strings.Fields(string(out)), wl, extra)
 	if err != nil {
 		return "", err
 	}
@@ -65,7 +69,41 @@ type entry struct {
 	data []byte
 }
 
-func buildLayer(busybox []byte, applets []string, workload []byte) ([]byte, error) {
+// RedisServer is where the lab image has Debian's redis-server (when the host has it).
+const RedisServer = "/usr/bin/redis-server"
+
+// redisFiles returns the host's redis-server and the shared libraries it loads, at the paths
+// the loader finds them (files, not symlinks: the image has no /lib -> usr/lib). None if the
+// host has no redis-server.
+func redisFiles() ([]entry, error) {
+	bin, err := filepath.EvalSymlinks(RedisServer)
+	if err != nil {
+		return nil, nil
+	}
+	out, err := exec.Command("ldd", bin).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", bin, err)
+	}
+	paths := map[string]string{RedisServer: bin} // image path -> host file
+	for _, l := range strings.Split(string(out), "\n") {
+		for _, f := range strings.Fields(l) {
+			if strings.HasPrefix(f, "/") {
+				paths[f] = f
+			}
+		}
+	}
+	var es []entry
+	for p, src := range paths {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(b))}, data: b})
+	}
+	return es, nil
+}
+
+func buildLayer(busybox []byte, applets []string, workload []byte, extra []entry) ([]byte, error) {
 	epoch := time.Unix(0, 0)
 	dir := func(name string, mode int64) entry {
 		return entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: mode, ModTime: epoch}}
@@ -88,6 +126,26 @@ func buildLayer(busybox []byte, applets []string, workload []byte) ([]byte, erro
 			continue
 		}
 		es = append(es, entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: epoch}})
+	}
+	// Extra files, sorted, each after the directories it needs that the layer lacks.
+	sort.Slice(extra, func(i, j int) bool { return extra[i].hdr.Name < extra[j].hdr.Name })
+	have := map[string]bool{}
+	for _, e := range es {
+		have[strings.TrimSuffix(e.hdr.Name, "/")] = true
+	}
+	for _, e := range extra {
+		parts := strings.Split(e.hdr.Name, "/")
+		for i := 1; i < len(parts); i++ {
+			if d := strings.Join(parts[:i], "/"); !have[d] {
+				have[d] = true
+				es = append(es, dir(d, 0o755))
+			}
+		}
+		if !have[e.hdr.Name] {
+			have[e.hdr.Name] = true
+			e.hdr.ModTime = epoch
+			es = append(es, e)
+		}
 	}
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

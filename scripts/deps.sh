@@ -14,6 +14,7 @@ CRIU_WRAPPER=${CRIU_WRAPPER:-/usr/local/sbin/criu}
 APT_PACKAGES=(
   containerd runc rsync openssh-server openssh-client iptables nftables busybox-static zfs-fuse
   iproute2 util-linux procps acl attr psmisc kmod ca-certificates
+  redis-server  # make demo-redis and its end-to-end test: Debian's redis-server in a lab container
   qemu-system-x86  # ferry-lab vm: pre-copy's end-to-end test on a kernel with soft-dirty tracking
 )
 # criu and the libraries it links against, as forky and trixie name them.

@@ -103,7 +103,7 @@ func inHost(host string, args ...string) error {
 }
 
 func newRun() *cobra.Command {
-	var hardened, withNet, sessions bool
+	var hardened, withNet, sessions, redis bool
 	var user string
 	var mem, volMiB int
 	var dirty float64
@@ -117,6 +117,7 @@ func newRun() *cobra.Command {
   ferry-lab run a nobody --hardened --user 1000:1000
   ferry-lab run a web --net
   ferry-lab run a web --net --sessions
+  ferry-lab run a cache --net --redis
   ferry-lab run a idle -- sleep 3600`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
@@ -141,6 +142,12 @@ func newRun() *cobra.Command {
 					}
 				}()
 			}
+			if redis {
+				if !withNet || len(args) > 2 {
+					return fmt.Errorf("--redis needs --net and no CMD")
+				}
+				args = append(args, lab.RedisArgs()...)
+			}
 			if len(args) > 2 {
 				a = append(append(a, "--"), args[2:]...)
 			}
@@ -153,6 +160,7 @@ func newRun() *cobra.Command {
 	cmd.Flags().IntVar(&volMiB, "volume-mib", 64, "MiB the workload keeps on its volume (and keeps rewriting)")
 	cmd.Flags().BoolVar(&withNet, "net", false, "give it its own network namespace on the host's container bridge, with a lab address the switch routes to it")
 	cmd.Flags().BoolVar(&sessions, "sessions", false, fmt.Sprintf("with --net: the workload serves TCP sessions on port %d (one numbered answer per line)", lab.SessionPort))
+	cmd.Flags().BoolVar(&redis, "redis", false, fmt.Sprintf("with --net: run Debian's redis-server (in memory, port %d) instead of the workload", lab.RedisPort))
 	cmd.Flags().StringVar(&user, "user", "", "with --hardened: run the process as UID:GID (numeric) instead of root, its capabilities ambient")
 	cmd.Flags().BoolVar(&hardened, "hardened", false, "run it as production containers run: default seccomp profile, no_new_privs, few capabilities, memory/CPU/pids limits")
 	return cmd
