@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/ferry-project/ferry/internal/version.Version=$(VERSION)
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo lab-down clean bench bench-mem bench-fs
+.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo demo-redis lab-down clean bench bench-mem bench-fs
 
 all: build
 
@@ -50,6 +50,11 @@ fuzz-smoke:
 ## demo: install, build, and move a 64 MiB workload a → b → a on the lab, checking each move.
 demo: deps build
 	bash scripts/demo.sh
+
+## demo-redis: Debian's redis-server moved a → b → a while a client keeps one connection to it:
+## every key present, the same connection, the longest gap the client saw.
+demo-redis: deps build
+	bash scripts/demo-redis.sh
 
 lab-down:
 	-$(BIN)/ferry-lab down

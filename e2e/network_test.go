@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	ferrylab "github.com/ferry-project/ferry/lab"
 )
@@ -135,4 +136,68 @@ func TestNetworkMovesWithTheContainer(t *testing.T) {
 	}
 	mustLab(t, "check", "a", "netm")
 	assertNoResidue(t, "b", "netm", rep.ID)
+}
+
+// TestNetworkLockedUntilCommit: between the freeze and the commit neither copy of a moving
+// container talks — a frozen copy's kernel would otherwise still answer, and ACK a peer's data
+// that the winning copy never sees. While ferry waits before its COMMIT (a failpoint holds it
+// there), pings to the container's address get no answer: not from the switch (routed to the
+// frozen source) nor from the target host (its bridge reaches the restored copy). After the
+// commit the container answers from b; after a rolled-back move it answers from a again.
+func TestNetworkLockedUntilCommit(t *testing.T) {
+	requireLab(t)
+	mustLab(t, "run", "a", "netl", "--mem", "16", "--net")
+	defer func() { lab(t, "rm", "a", "netl"); lab(t, "rm", "b", "netl") }()
+	ip, ok := ferrylab.ContainerIP("netl")
+	if !ok {
+		t.Fatal("the lab recorded no address for netl")
+	}
+	ping := "busybox ping -c 1 -W 1 " + ip.String()
+	fromSwitchOK := func() bool { _, err := fromSwitch(t, "sh", "-c", ping); return err == nil }
+	fromHostOK := func(h string) bool { return lab(t, "exec", h, "--", "sh", "-c", ping).code == 0 }
+	if !fromSwitchOK() {
+		t.Fatal("the switch cannot reach the container before any move")
+	}
+
+	// Rolled back before the commit: the source's lock goes with the thaw.
+	armFaults(t, "a", "source/before-commit error")
+	rep, r := migrate(t, "a", "netl", "b")
+	if r.code == 0 || rep.Outcome != "rolled_back" {
+		t.Fatalf("with the commit failing: exit %d %s %s", r.code, rep.Outcome, rep.Error)
+	}
+	if !fromSwitchOK() {
+		t.Error("after the rollback the container does not answer on a: its network stayed locked")
+	}
+	mustLab(t, "check", "a", "netl")
+
+	// Held before the commit: both copies silent.
+	armFaults(t, "a", "source/before-commit sleep:5s")
+	cmd := exec.Command(binDir+"/ferry-lab", "exec", "a", "--", "ferry", "migrate", "netl", "b", "--output", "json", "--strategy", "stop-copy")
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for lab(t, "exec", "b", "--", "sh", "-c", "grep -l '\"state\": *\"ready\"' /var/lib/ferry/migrations/*/journal.json").code != 0 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("the migration never reached ready on b")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	switchAnswered, targetAnswered := fromSwitchOK(), fromHostOK("b")
+	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), `"committed"`) {
+		t.Fatalf("held migration: %v, report %s", err, out.String())
+	}
+	if switchAnswered {
+		t.Error("before the commit the frozen source answered the switch: its network was not locked")
+	}
+	if targetAnswered {
+		t.Error("before the commit the restored copy on b answered: its network was not locked")
+	}
+	if !fromSwitchOK() || !fromHostOK("b") {
+		t.Error("after the commit the container does not answer from b: its network stayed locked")
+	}
+	mustLab(t, "check", "b", "netl")
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,6 +61,9 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 		} else {
 			sc.Record.Network = a
 		}
+		if _, err := exec.LookPath("nft"); err != nil {
+			sc.Problems = append(sc.Problems, fmt.Sprintf("the container's network cannot be locked while it moves: %s has no nft (install nftables)", s.Host()))
+		}
 	}
 	zfsErr := zfs.Available()
 	for i := range sc.Volumes {
@@ -97,11 +101,44 @@ func (s *LocalSource) Describe(ctx context.Context, id string) (*SourceContainer
 	return sc, nil
 }
 
-// Freeze implements Source.
-func (s *LocalSource) Freeze(ctx context.Context, id string) error { return s.RT.Pause(ctx, id) }
+// Freeze implements Source: the tasks stop, and a network namespace that moves with the
+// container is locked (network.Lock) until the source is retired or thawed.
+func (s *LocalSource) Freeze(ctx context.Context, id string) error {
+	p, err := s.movingNetns(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.RT.Pause(ctx, id); err != nil {
+		return err
+	}
+	if p != "" {
+		return network.Lock(ctx, p)
+	}
+	return nil
+}
 
-// Thaw implements Source.
-func (s *LocalSource) Thaw(ctx context.Context, id string) error { return s.RT.Resume(ctx, id) }
+// Thaw implements Source: the network first, so the tasks wake to a working one.
+func (s *LocalSource) Thaw(ctx context.Context, id string) error {
+	p, err := s.movingNetns(ctx, id)
+	if err != nil {
+		return err
+	}
+	if p != "" {
+		if err := network.Unlock(ctx, p); err != nil {
+			return err
+		}
+	}
+	return s.RT.Resume(ctx, id)
+}
+
+// movingNetns is the named network namespace the container joins ("" if none).
+func (s *LocalSource) movingNetns(ctx context.Context, id string) (string, error) {
+	info, err := s.RT.Inspect(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return netnsPath(info.Spec), nil
+}
 
 // runcState reads the container's runc state (what CRIU needs to dump it as runc would).
 func (s *LocalSource) runcState(ctx context.Context, id string) (*checkpoint.RuncState, error) {

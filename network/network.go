@@ -196,6 +196,10 @@ func Problems(ctx context.Context, a *wire.NetAttachment, host string) []wire.Pr
 		p = append(p, wire.Problem{Code: "conflict", Message: fmt.Sprintf("%s already has a network namespace %s", host, a.Netns),
 			Hint: "remove it there (ip netns del " + filepath.Base(a.Netns) + ") if nothing uses it"})
 	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		p = append(p, wire.Problem{Code: "unsupported", Message: host + " has no nft: ferry locks the container's network with nftables between the freeze and the commit",
+			Hint: "install nftables on " + host})
+	}
 	var hostLinks []ipLink
 	if err := ipJSON(ctx, "", &hostLinks, "addr", "show"); err != nil {
 		return append(p, wire.Problem{Code: "unsupported", Message: err.Error(), Hint: "install iproute2 on " + host})
@@ -305,6 +309,58 @@ func Isolate(ctx context.Context, path string) error {
 		}
 	}
 	return nil
+}
+
+// lockTable is the nftables table that locks a container's network namespace.
+const lockTable = "ferry_lock"
+
+// lockRules drop every packet in and out of the namespace but loopback's. Its priority runs
+// them before any filter the container has of its own.
+const lockRules = `table inet ` + lockTable + ` {
+	chain in { type filter hook input priority -400; policy drop; iifname "lo" accept; }
+	chain out { type filter hook output priority -400; policy drop; oifname "lo" accept; }
+}
+`
+
+// Lock makes the namespace at path silent: nothing enters or leaves it but loopback. Between
+// the freeze and the commit no copy of a container may talk: a packet its frozen sockets
+// accepted after CRIU dumped them (an ACK for a peer's data) would be lost with the copy that
+// does not win, and the peer's connection with it. Lock is idempotent.
+func Lock(ctx context.Context, path string) error {
+	if err := Unlock(ctx, path); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(lockRules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lock the network namespace %s (nft): %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Unlock lifts Lock; a namespace that is not locked is fine.
+func Unlock(ctx context.Context, path string) error {
+	out, err := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("list nftables tables in %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	if !Locked(string(out)) {
+		return nil
+	}
+	if out, err := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "nft", "delete", "table", "inet", lockTable).CombinedOutput(); err != nil {
+		return fmt.Errorf("unlock the network namespace %s (nft): %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Locked says whether `nft list tables` output lists the lock's table.
+func Locked(nftTables string) bool {
+	for _, l := range strings.Split(nftTables, "\n") {
+		if strings.TrimSpace(l) == "table inet "+lockTable {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove deletes a named network namespace (its veths go with it); a missing one is fine.

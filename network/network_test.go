@@ -48,3 +48,12 @@ func TestAddresses(t *testing.T) {
 		t.Errorf("Addresses = %q", got)
 	}
 }
+
+func TestLocked(t *testing.T) {
+	if !Locked("table ip nat\ntable inet ferry_lock\n") {
+		t.Error("the lock's table not found")
+	}
+	if Locked("table inet ferry_lock_other\ntable ip ferry_lock\n") || Locked("") {
+		t.Error("another table taken for the lock")
+	}
+}

@@ -412,6 +412,11 @@ func (s *server) prepare(ctx context.Context, req wire.PrepareRequest) error {
 		if err := network.Create(ctx, c.Network); err != nil {
 			return fmt.Errorf("recreate the container's network: %w", err)
 		}
+		// Silent until the commit: the restored copy must not talk while the source may still
+		// come back.
+		if err := network.Lock(ctx, c.Network.Netns); err != nil {
+			return err
+		}
 	}
 	s.rec, s.plan = c, req.Mounts
 	s.mounts, s.datasets = map[string]string{"rootfs": upper}, map[string]string{}
@@ -611,6 +616,11 @@ func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.Commi
 		return wire.CommitReply{}, nil, err
 	}
 	start := time.Now()
+	if s.rec.Network != nil {
+		if err := network.Unlock(ctx, s.rec.Network.Netns); err != nil {
+			return wire.CommitReply{}, nil, fmt.Errorf("committed, but the restored container's network does not unlock: %w", err)
+		}
+	}
 	if err := s.rt.Resume(ctx, s.rec.ID); err != nil {
 		return wire.CommitReply{}, nil, fmt.Errorf("committed, but the restored task does not resume: %w", err)
 	}
