@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/ferry-project/ferry/internal/version.Version=$(VERSION)
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo demo-redis lab-down clean bench bench-mem bench-fs
+.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo demo-redis lab-down clean bench bench-mem bench-fs bench-redis
 
 all: build
 
@@ -78,5 +78,13 @@ bench-mem: build
 	$(BIN)/ferry-lab up
 	$(BIN)/ferry-lab bench-mem --out bench/results/mem.json | tee bench/results/mem.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
 
-## bench: every benchmark (bench-mem, then bench-fs)
-bench: deps bench-mem bench-fs
+## bench-redis: client-observed downtime (the longest gap between two answers on one connection)
+## of a Redis container with 10k and 1M keys, per strategy (JSON in bench/results/redis.json)
+bench-redis: build
+	mkdir -p bench/results
+	-$(BIN)/ferry-lab down >/dev/null 2>&1
+	$(BIN)/ferry-lab up
+	$(BIN)/ferry-lab bench-redis --out bench/results/redis.json | tee bench/results/redis.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
+
+## bench: every benchmark (bench-mem, bench-fs, bench-redis)
+bench: deps bench-mem bench-fs bench-redis
