@@ -32,3 +32,22 @@ func TestLogErrorsSkipsBenignLines(t *testing.T) {
 		t.Fatal("criuFailure changed a real error")
 	}
 }
+
+// The figures of pre-copy rounds as CRIU 4.2's swrk reports them (running totals; from a VM
+// run) give back each round's own.
+func TestDumpStatsSince(t *testing.T) {
+	r1 := &DumpStats{PagesScanned: 16805, PagesWritten: 16805}
+	r2 := &DumpStats{PagesScanned: 33663, PagesWritten: 19224, PagesSkipped: 14439}
+	r3 := &DumpStats{PagesScanned: 50529, PagesWritten: 19854, PagesSkipped: 30675}
+	if got := r2.since(r1); got.PagesWritten != 2419 || got.PagesSkipped != 14439 || got.PagesScanned != 16858 {
+		t.Errorf("round 2: %+v", got)
+	}
+	if got := r3.since(r2); got.PagesWritten != 630 || got.PagesSkipped != 16236 {
+		t.Errorf("round 3: %+v", got)
+	}
+	// Fresh counters (CRIU 4.1): a smaller count means nothing is subtracted.
+	fresh := &DumpStats{PagesScanned: 16858, PagesWritten: 2419, PagesSkipped: 14439}
+	if got := fresh.since(r1); got != *fresh {
+		t.Errorf("fresh counters changed: %+v", got)
+	}
+}

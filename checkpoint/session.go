@@ -26,7 +26,15 @@ type Session struct {
 	st   *RuncState
 	fds  []int // page server sockets, as numbered in swrk
 	next int
+	// CRIU 4.2's swrk adds each request's counters and timings to the previous requests' (its
+	// forked pre-dump children share one statistics area that nothing resets): a round's own
+	// figures are then the difference from the previous round's.
+	cumulative bool
+	prev       *DumpStats
 }
+
+// cumulativeStatsFrom is the first CRIU whose swrk statistics accumulate across requests.
+const cumulativeStatsFrom = 40200
 
 // SessionRequest starts a Session.
 type SessionRequest struct {
@@ -54,11 +62,15 @@ func StartSession(req SessionRequest) (*Session, error) {
 		}
 		dups = append(dups, fd)
 	}
+	v, err := Version(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	c := newCriu()
 	if err := c.Prepare(); err != nil {
 		return nil, fmt.Errorf("start criu: %w", err)
 	}
-	return &Session{c: c, st: req.State, fds: append([]int(nil), dups...)}, nil
+	return &Session{c: c, st: req.State, fds: append([]int(nil), dups...), cumulative: v >= cumulativeStatsFrom}, nil
 }
 
 // Rounds is how many rounds (pre-dumps and the dump) the session can still run.
@@ -87,7 +99,7 @@ func (s *Session) PreDump(ctx context.Context, req RoundRequest) (*DumpStats, er
 	if err := s.c.PreDump(opts, nil); err != nil {
 		return nil, fmt.Errorf("criu pre-dump of pid %d: %w%s", s.st.InitProcessPid, criuFailure(err), LogErrors(filepath.Join(req.WorkDir, "pre-dump.log")))
 	}
-	return readStats(req.WorkDir)
+	return s.roundStats(req.WorkDir)
 }
 
 // Dump is the final round: the container must be frozen; it stays so (LeaveRunning).
@@ -107,7 +119,7 @@ func (s *Session) Dump(ctx context.Context, req RoundRequest) (*DumpStats, error
 	if err := s.c.Dump(opts, nil); err != nil {
 		return nil, fmt.Errorf("criu dump of pid %d: %w%s", s.st.InitProcessPid, criuFailure(err), LogErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
-	return readStats(req.WorkDir)
+	return s.roundStats(req.WorkDir)
 }
 
 // roundOptions are the dump's options with the round's directories, parent, tracking and
@@ -147,6 +159,35 @@ func (s *Session) Close() error {
 }
 
 // readStats reads the round's stats-dump (a pre-dump writes one too).
+// roundStats are the figures of the round that just ran.
+func (s *Session) roundStats(workDir string) (*DumpStats, error) {
+	raw, err := readStats(workDir)
+	if err != nil {
+		return nil, err
+	}
+	own := *raw
+	if s.cumulative && s.prev != nil {
+		own = raw.since(s.prev)
+	}
+	s.prev = raw
+	return &own, nil
+}
+
+// since is d minus an earlier total p of the same session. Counters that went down mean they
+// were not cumulative after all: d is returned as it is.
+func (d *DumpStats) since(p *DumpStats) DumpStats {
+	if d.PagesScanned < p.PagesScanned || d.PagesSkipped < p.PagesSkipped || d.PagesWritten < p.PagesWritten ||
+		d.PagesLazy < p.PagesLazy || d.FrozenTime < p.FrozenTime || d.MemdumpTime < p.MemdumpTime {
+		return *d
+	}
+	return DumpStats{
+		FreezingTime: d.FreezingTime - p.FreezingTime, FrozenTime: d.FrozenTime - p.FrozenTime,
+		MemdumpTime: d.MemdumpTime - p.MemdumpTime, MemwriteTime: d.MemwriteTime - p.MemwriteTime,
+		PagesScanned: d.PagesScanned - p.PagesScanned, PagesSkipped: d.PagesSkipped - p.PagesSkipped,
+		PagesWritten: d.PagesWritten - p.PagesWritten, PagesLazy: d.PagesLazy - p.PagesLazy,
+	}
+}
+
 func readStats(workDir string) (*DumpStats, error) {
 	d, err := os.Open(workDir)
 	if err != nil {
