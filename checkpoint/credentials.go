@@ -17,7 +17,7 @@ const capSysResource = 24
 // caller with CAP_SYS_RESOURCE. Root normally has it; a restricted root (some sandboxes, these
 // test machines) does not, and then a container running as another user cannot be dumped.
 func CredentialProblem(st *RuncState) string {
-	if hasCap(capSysResource) {
+	if HasCapSysResource() {
 		return ""
 	}
 	uid, gid := os.Getuid(), os.Getgid()

@@ -94,7 +94,7 @@ const lazyPipePages = 819
 // lazy page server enlarges a pipe beyond fs.pipe-max-size, which needs CAP_SYS_RESOURCE; CRIU
 // 4.1 ignores the failure and breaks when the first page is asked for.
 func LazyDumpProblem() string {
-	if hasCap(24) { // CAP_SYS_RESOURCE
+	if HasCapSysResource() {
 		return ""
 	}
 	b, err := os.ReadFile("/proc/sys/fs/pipe-max-size")
@@ -107,6 +107,10 @@ func LazyDumpProblem() string {
 	}
 	return fmt.Sprintf("post-copy needs CAP_SYS_RESOURCE or fs.pipe-max-size ≥ %d (it is %d): run sysctl -w fs.pipe-max-size=4194304", lazyPipePages*4096, max)
 }
+
+// HasCapSysResource says whether this process has CAP_SYS_RESOURCE in its effective set: CRIU
+// needs it to dump another uid's tasks (prlimit) and for post-copy's large pipes.
+func HasCapSysResource() bool { return hasCap(capSysResource) }
 
 func hasCap(bit uint) bool {
 	b, err := os.ReadFile("/proc/self/status")

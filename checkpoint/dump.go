@@ -197,11 +197,6 @@ func dumpOptions(req DumpRequest) (*rpc.CriuOpts, error) {
 			return nil, fmt.Errorf("external %s namespace %s: %w", ns.name, p, err)
 		}
 		opts.External = append(opts.External, fmt.Sprintf("%s[%d]:%s", ns.name, s.Ino, ns.key))
-		if ns.name == "net" && filepath.Dir(p) == "/run/netns" {
-			// A named network namespace, which ferry recreates on the target with the same
-			// addresses: established connections can move with the container.
-			opts.TcpEstablished = proto.Bool(true)
-		}
 	}
 	ext, err := externalMounts(st)
 	if err != nil {

@@ -82,6 +82,9 @@ type RoundRequest struct {
 	ImagesDir string
 	WorkDir   string
 	Parent    string
+	// TCPEstablished (the dump): carry established TCP connections; the target must give the
+	// container the same addresses.
+	TCPEstablished bool
 }
 
 // PreDump copies the memory of the running container to the round's page server. The tasks
@@ -111,7 +114,8 @@ func (s *Session) Dump(ctx context.Context, req RoundRequest) (*DumpStats, error
 		return nil, err
 	}
 	s.next = len(s.fds) - 1 // the dump's socket is the last, whatever rounds were skipped
-	opts, closeDirs, err := s.roundOptions(DumpRequest{State: s.st, ImagesDir: req.ImagesDir, WorkDir: req.WorkDir, LeaveRunning: true}, req.Parent)
+	opts, closeDirs, err := s.roundOptions(DumpRequest{State: s.st, ImagesDir: req.ImagesDir, WorkDir: req.WorkDir, LeaveRunning: true,
+		TCPEstablished: req.TCPEstablished}, req.Parent)
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/ferry-project/ferry/checkpoint"
 	ferrylab "github.com/ferry-project/ferry/lab"
 )
 
@@ -52,7 +52,7 @@ func TestSecurityStateSurvives(t *testing.T) {
 			if n := before["Seccomp_filters"]; n == "" || n == "0" {
 				t.Fatalf("no seccomp filter before the move: %v", before)
 			}
-			if tc.user != "" && !hasCapSysResource(t) {
+			if tc.user != "" && !checkpoint.HasCapSysResource() {
 				// CRIU reads each task's rlimits with prlimit(2): for another uid that needs
 				// CAP_SYS_RESOURCE, which root lacks on some machines. Preflight must say so and
 				// change nothing.
@@ -159,20 +159,4 @@ func taskPID(t *testing.T, host, name string) int {
 	}
 	t.Fatalf("no running %s on %s", name, host)
 	return 0
-}
-
-// hasCapSysResource reports whether this process (root, like the lab's ferry) has
-// CAP_SYS_RESOURCE in its effective set.
-func hasCapSysResource(t *testing.T) bool {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
-			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && caps>>24&1 == 1
-		}
-	}
-	return false
 }

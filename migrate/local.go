@@ -173,7 +173,8 @@ func (l localSession) PreDump(ctx context.Context, spec DumpSpec) (*checkpoint.D
 }
 
 func (l localSession) Dump(ctx context.Context, spec DumpSpec) (*checkpoint.DumpStats, error) {
-	return l.s.Dump(ctx, checkpoint.RoundRequest{ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir, Parent: spec.Parent})
+	return l.s.Dump(ctx, checkpoint.RoundRequest{ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir, Parent: spec.Parent,
+		TCPEstablished: spec.TCPEstablished})
 }
 
 func (l localSession) Close() error { return l.s.Close() }
@@ -185,7 +186,8 @@ func (s *LocalSource) Dump(ctx context.Context, id string, spec DumpSpec) (*chec
 		return nil, err
 	}
 	return checkpoint.Dump(ctx, checkpoint.DumpRequest{State: st, ImagesDir: spec.ImagesDir, WorkDir: spec.WorkDir,
-		LeaveRunning: true, PageServer: spec.PageServer, LazyPages: spec.LazyPages, Ready: spec.Ready})
+		LeaveRunning: true, PageServer: spec.PageServer, LazyPages: spec.LazyPages, Ready: spec.Ready,
+		TCPEstablished: spec.TCPEstablished})
 }
 
 // Retire implements Source.

@@ -94,6 +94,9 @@ type DumpSpec struct {
 	// Ready is closed when the image files are complete.
 	LazyPages bool
 	Ready     chan<- struct{}
+	// TCPEstablished: the container's network moves with it (same addresses on the target), so
+	// its established TCP connections can too.
+	TCPEstablished bool
 }
 
 // SourceContainer is what the source knows of the container to move.
@@ -425,7 +428,7 @@ func (m *run) run(ctx context.Context) (err error) {
 		if err := failpoint.Inject("source/dump"); err != nil {
 			return err
 		}
-		spec := DumpSpec{ImagesDir: images, WorkDir: work}
+		spec := DumpSpec{ImagesDir: images, WorkDir: work, TCPEstablished: m.sc.Record.Network != nil}
 		var st *checkpoint.DumpStats
 		var err error
 		switch m.strategy {

@@ -65,7 +65,7 @@ func SpecProblems(s *specs.Spec) []string {
 				continue
 			}
 			hasNet = true
-			if ns.Path != "" && filepath.Dir(ns.Path) != network.NetnsDir {
+			if ns.Path != "" && !network.Named(ns.Path) {
 				p = append(p, fmt.Sprintf("the container joins the network namespace %s: ferry moves a container's own namespace, or a named one (%s/NAME, as CNI-style setups make) that it recreates on the target", ns.Path, network.NetnsDir))
 			}
 		}
@@ -82,7 +82,7 @@ func netnsPath(s *specs.Spec) string {
 		return ""
 	}
 	for _, ns := range s.Linux.Namespaces {
-		if ns.Type == specs.NetworkNamespace && ns.Path != "" && filepath.Dir(ns.Path) == network.NetnsDir {
+		if ns.Type == specs.NetworkNamespace && network.Named(ns.Path) {
 			return ns.Path
 		}
 	}

@@ -29,6 +29,12 @@ import (
 // NetnsDir is where named network namespaces live (ip netns); ferry recreates only those.
 const NetnsDir = "/run/netns"
 
+// Named says whether path is a named network namespace (NetnsDir/NAME): one ferry can
+// recreate on the target.
+func Named(path string) bool {
+	return filepath.Dir(path) == NetnsDir && wire.ValidName(filepath.Base(path))
+}
+
 type ipLink struct {
 	IfIndex   int    `json:"ifindex"`
 	LinkIndex int    `json:"link_index"`
@@ -52,15 +58,29 @@ type ipRoute struct {
 	Protocol string `json:"protocol"`
 }
 
+// command is argv run in the network namespace netns ("" for this one's).
+func command(ctx context.Context, netns string, argv ...string) *exec.Cmd {
+	if netns == "" {
+		return exec.CommandContext(ctx, argv[0], argv[1:]...)
+	}
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + netns, "--"}, argv...)...)
+}
+
+// inNetns runs argv in the network namespace netns, with stdin; the error carries its output.
+func inNetns(ctx context.Context, netns, stdin string, argv ...string) (string, error) {
+	cmd := command(ctx, netns, argv...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s in %s: %w: %s", strings.Join(argv, " "), netns, err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
 // ipJSON runs `ip -j ARGS` (in netns when it is not "") and decodes its output into v.
 func ipJSON(ctx context.Context, netns string, v any, args ...string) error {
 	argv := append([]string{"-j"}, args...)
-	var cmd *exec.Cmd
-	if netns != "" {
-		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + netns, "--", "ip"}, argv...)...)
-	} else {
-		cmd = exec.CommandContext(ctx, "ip", argv...)
-	}
+	cmd := command(ctx, netns, append([]string{"ip"}, argv...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -76,7 +96,7 @@ func ipJSON(ctx context.Context, netns string, v any, args ...string) error {
 // Read describes the network namespace at path: its veth interfaces (with the bridge their
 // host side is on) and its routes. It is run in the host's network namespace.
 func Read(ctx context.Context, path string) (*wire.NetAttachment, error) {
-	if filepath.Dir(path) != NetnsDir {
+	if !Named(path) {
 		return nil, fmt.Errorf("network namespace %s is not a named one (%s/NAME): ferry recreates only those: %w", path, NetnsDir, errdefs.ErrUnsupported)
 	}
 	var links, hostLinks []ipLink
@@ -143,7 +163,7 @@ func Validate(a *wire.NetAttachment) error {
 	bad := func(f string, args ...any) error {
 		return fmt.Errorf("network attachment: "+f+": %w", append(args, errdefs.ErrInvalid)...)
 	}
-	if filepath.Dir(a.Netns) != NetnsDir || !wire.ValidName(filepath.Base(a.Netns)) {
+	if !Named(a.Netns) {
 		return bad("namespace path %q is not %s/NAME", a.Netns, NetnsDir)
 	}
 	if len(a.Interfaces) == 0 {
@@ -303,9 +323,8 @@ func Isolate(ctx context.Context, path string) error {
 		if l.LinkType == "loopback" {
 			continue
 		}
-		cmd := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "ip", "link", "set", "dev", l.Name, "down")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("take %s in %s down: %w: %s", l.Name, path, err, strings.TrimSpace(string(out)))
+		if _, err := inNetns(ctx, path, "", "ip", "link", "set", "dev", l.Name, "down"); err != nil {
+			return fmt.Errorf("take %s down: %w", l.Name, err)
 		}
 	}
 	return nil
@@ -330,25 +349,23 @@ func Lock(ctx context.Context, path string) error {
 	if err := Unlock(ctx, path); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(lockRules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("lock the network namespace %s (nft): %w: %s", path, err, strings.TrimSpace(string(out)))
+	if _, err := inNetns(ctx, path, lockRules, "nft", "-f", "-"); err != nil {
+		return fmt.Errorf("lock the container's network: %w", err)
 	}
 	return nil
 }
 
 // Unlock lifts Lock; a namespace that is not locked is fine.
 func Unlock(ctx context.Context, path string) error {
-	out, err := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "nft", "list", "tables").CombinedOutput()
+	tables, err := inNetns(ctx, path, "", "nft", "list", "tables")
 	if err != nil {
-		return fmt.Errorf("list nftables tables in %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("unlock the container's network: %w", err)
 	}
-	if !Locked(string(out)) {
+	if !Locked(tables) {
 		return nil
 	}
-	if out, err := exec.CommandContext(ctx, "nsenter", "--net="+path, "--", "nft", "delete", "table", "inet", lockTable).CombinedOutput(); err != nil {
-		return fmt.Errorf("unlock the network namespace %s (nft): %w: %s", path, err, strings.TrimSpace(string(out)))
+	if _, err := inNetns(ctx, path, "", "nft", "delete", "table", "inet", lockTable); err != nil {
+		return fmt.Errorf("unlock the container's network: %w", err)
 	}
 	return nil
 }

@@ -57,3 +57,15 @@ func TestLocked(t *testing.T) {
 		t.Error("another table taken for the lock")
 	}
 }
+
+func TestNamed(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/run/netns/ferry-web": true, "/run/netns/a": true,
+		"/run/netns/../x": false, "/run/netns/a b": false, "/proc/1/ns/net": false, "/run/netns": false, "": false,
+		"/run/netns/sub/x": false,
+	} {
+		if got := Named(p); got != want {
+			t.Errorf("Named(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
