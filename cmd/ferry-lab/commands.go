@@ -146,6 +146,9 @@ func newRun() *cobra.Command {
 				if !withNet || len(args) > 2 {
 					return fmt.Errorf("--redis needs --net and no CMD")
 				}
+				if _, err := os.Stat(lab.RedisServer); err != nil {
+					return fmt.Errorf("the lab image has Redis only if this machine has %s (make deps installs redis-server; then ferry-lab down && ferry-lab up): %w", lab.RedisServer, err)
+				}
 				args = append(args, lab.RedisArgs()...)
 			}
 			if len(args) > 2 {
