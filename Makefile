@@ -7,7 +7,7 @@ LDFLAGS := -X github.com/ferry-project/ferry/internal/version.Version=$(VERSION)
 BIN := bin
 FUZZTIME ?= 10s
 
-.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo demo-redis lab-down clean bench bench-mem bench-fs bench-redis
+.PHONY: all deps build test test-unit test-e2e test-precopy fuzz-smoke demo demo-redis docs lab-down clean bench bench-mem bench-fs bench-redis
 
 all: build
 
@@ -55,6 +55,10 @@ demo: deps build
 ## every key present, the same connection, the longest gap the client saw.
 demo-redis: deps build
 	bash scripts/demo-redis.sh
+
+## docs: regenerate the CLI reference in docs/cli from the command trees (a test fails when it is stale)
+docs:
+	$(GO) test ./cmd/ferry ./cmd/ferry-receiver ./cmd/ferry-lab -run TestCLIReference -count=1 -args -update
 
 lab-down:
 	-$(BIN)/ferry-lab down

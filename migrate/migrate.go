@@ -143,6 +143,9 @@ type StreamMeter interface {
 // Config describes one migration.
 type Config struct {
 	ID        string // generated when empty
+	// CheckOnly stops after the preflight (ferry check HOST CONTAINER): the report says what
+	// would happen — strategy, filesystem plan, problems — and nothing changes anywhere.
+	CheckOnly bool
 	Container string
 	Namespace string
 	Source    Source
@@ -350,6 +353,10 @@ func (m *run) run(ctx context.Context) (err error) {
 	})
 	if err := m.phase("preflight", func() error { return m.preflight(ctx) }); err != nil {
 		return err
+	}
+	if c.CheckOnly {
+		m.rep.Outcome = OutcomeChecked
+		return nil
 	}
 	mounts, err := m.mounts()
 	if err != nil {

@@ -17,6 +17,7 @@ const (
 	OutcomeRolledBack         = "rolled_back"         // failed; the source runs as before, the target is clean
 	OutcomeRollbackIncomplete = "rollback_incomplete" // failed, and some undo step failed too (see error)
 	OutcomeInDoubt            = "in_doubt"            // COMMIT sent, its outcome unknown: the source stays frozen
+	OutcomeChecked            = "checked"             // ferry check: the preflight passed; nothing changed
 )
 
 // Phase is one step's span, in milliseconds since the migration started.

@@ -63,7 +63,7 @@ func (c *Config) defaults() {
 }
 
 // Features this receiver offers.
-var Features = []string{wire.FeatureFSRsync, wire.FeatureImagesSFTP, wire.FeatureStreamLocal, wire.FeatureCommitFrozen}
+var Features = []string{wire.FeatureFSRsync, wire.FeatureImagesSFTP, wire.FeatureStreamLocal, wire.FeatureCommitFrozen, wire.FeatureFacts}
 
 // server is one session (one migration at most).
 type server struct {
@@ -210,6 +210,13 @@ func (s *server) handle(ctx context.Context, env wire.Envelope) (body any, after
 		return s.commit(ctx, req)
 	case wire.TypeFailures:
 		return wire.FailuresReply{Failures: s.streamFailures()}, nil, nil
+	case wire.TypeFacts:
+		var req wire.FactsRequest
+		if err := env.Decode(&req); err != nil {
+			return nil, nil, err
+		}
+		r, err := s.facts(ctx, req)
+		return r, nil, err
 	case wire.TypeAbort:
 		var req wire.AbortRequest
 		if err := env.Decode(&req); err != nil {
@@ -313,6 +320,28 @@ func (s *server) preflight(ctx context.Context, req wire.PreflightRequest) (wire
 			Message: fmt.Sprintf("image %s on %s is not the same image as on %s (%.19s… vs %.19s…)", c.Image, host, req.Source.Host, digest, c.ImageDigest),
 			Hint:    "make both hosts hold the same image content under that name"})
 	}
+	return reply, nil
+}
+
+// facts answers `ferry check`: what this host supports, with no container in view.
+func (s *server) facts(ctx context.Context, req wire.FactsRequest) (wire.FactsReply, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if req.Namespace == "" {
+		req.Namespace = "default"
+	}
+	if err := identifiers.Validate(req.Namespace); err != nil {
+		return wire.FactsReply{}, fmt.Errorf("namespace %q: %w", req.Namespace, errors.Join(err, errdefs.ErrInvalid))
+	}
+	rt, err := s.runtime(ctx, req.Namespace)
+	var reply wire.FactsReply
+	reply.Target = hostinfo.Gather(ctx, rt, s.cfg.StateDir)
+	if err != nil {
+		reply.Problems = append(reply.Problems, wire.Problem{Code: "unsupported", Message: err.Error(), Hint: "start containerd on the target"})
+	}
+	reply.Problems = append(reply.Problems, hostinfo.Problems(reply.Target)...)
+	reply.ZFSParent, reply.ZFS = s.conf.ZFSParent, s.zfsUnavailable(reply.Target.Host)
+	reply.CPU = cpuProblem(ctx, reply.Target, req.Source)
 	return reply, nil
 }
 

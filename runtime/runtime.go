@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -335,6 +336,34 @@ func (c *Client) CreatedAt(ctx context.Context, id string) (time.Time, error) {
 }
 
 // Exists reports whether a container id exists.
+// Running lists the namespace's containers whose task is running, by id.
+func (c *Client) Running(ctx context.Context) ([]string, error) {
+	ctx = c.with(ctx)
+	cs, err := c.c.Containers(ctx)
+	if err != nil {
+		return nil, classify(err, "list containers")
+	}
+	var ids []string
+	for _, ctr := range cs {
+		t, err := ctr.Task(ctx, nil)
+		if cerrdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, classify(err, "task of "+ctr.ID())
+		}
+		st, err := t.Status(ctx)
+		if err != nil {
+			return nil, classify(err, "status of "+ctr.ID())
+		}
+		if st.Status == containerd.Running {
+			ids = append(ids, ctr.ID())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
 func (c *Client) Exists(ctx context.Context, id string) (bool, error) {
 	_, err := c.c.ContainerService().Get(c.with(ctx), id)
 	if cerrdefs.IsNotFound(err) {

@@ -23,6 +23,12 @@ func (r *Receiver) Preflight(ctx context.Context, req wire.PreflightRequest) (wi
 	return reply, r.Conn.Call(ctx, wire.TypePreflight, req, &reply)
 }
 
+// Facts asks the target what it supports (ferry check); it changes nothing.
+func (r *Receiver) Facts(ctx context.Context, req wire.FactsRequest) (wire.FactsReply, error) {
+	var reply wire.FactsReply
+	return reply, r.Conn.Call(ctx, wire.TypeFacts, req, &reply)
+}
+
 // Prepare creates the container on the target.
 func (r *Receiver) Prepare(ctx context.Context, req wire.PrepareRequest) error {
 	return r.Conn.Call(ctx, wire.TypePrepare, req, nil)

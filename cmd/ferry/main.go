@@ -8,11 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferry-project/ferry/internal/config"
 	"github.com/ferry-project/ferry/internal/version"
+	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/rsync"
 )
 
@@ -59,6 +63,33 @@ func main() {
 type globalFlags struct {
 	namespace string
 	verbose   int
+	config    string
+}
+
+// applyConfig sets every flag of cmd that the command line left alone and the configuration
+// file gives a default for.
+func (g *globalFlags) applyConfig(cmd *cobra.Command) error {
+	if fl := cmd.Flags().Lookup("config"); fl != nil && fl.Changed {
+		if _, err := os.Stat(g.config); err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+	}
+	c, err := config.Load(g.config)
+	if err != nil {
+		return err
+	}
+	for name, values := range c.FlagDefaults() {
+		fl := cmd.Flags().Lookup(name)
+		if fl == nil || fl.Changed {
+			continue
+		}
+		for _, v := range values {
+			if err := cmd.Flags().Set(name, v); err != nil {
+				return fmt.Errorf("%s: %s = %q: %w", g.config, strings.ReplaceAll(name, "-", "_"), v, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (g *globalFlags) logger() *slog.Logger {
@@ -80,9 +111,32 @@ func newRoot() *cobra.Command {
 		Version:       version.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return g.applyConfig(cmd)
+		},
 	}
+	root.PersistentFlags().StringVar(&g.config, "config", config.DefaultPath, "configuration file: defaults for the flags (identity, known_hosts, namespace, strategy, max_downtime, compress, bwlimit, concurrency, receiver_command)")
 	root.PersistentFlags().StringVarP(&g.namespace, "namespace", "n", "default", "containerd namespace")
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "log progress (-vv: debug)")
-	root.AddCommand(newMigrate(g), newRecover(g))
+	root.AddCommand(newMigrate(g), newDrain(g), newCheck(g), newRecover(g), newVersion())
 	return root
+}
+
+// completeContainers offers this host's running containers (shell completion).
+func completeContainers(g *globalFlags) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		addr := runtime.DefaultAddress
+		if fl := cmd.Flags().Lookup("containerd-address"); fl != nil {
+			addr = fl.Value.String()
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Second)
+		defer cancel()
+		rt, err := runtime.Connect(ctx, addr, g.namespace)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer rt.Close()
+		ids, _ := rt.Running(ctx)
+		return ids, cobra.ShellCompDirectiveNoFileComp
+	}
 }

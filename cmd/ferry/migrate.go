@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,7 +42,29 @@ func (h *hostFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&h.stateDir, "state-dir", "/var/lib/ferry", "working directory on this host")
 }
 
+// connect starts ferry-receiver on the target over SSH; close ends both.
+func (h *hostFlags) connect(ctx context.Context, ep transport.Endpoint, log *slog.Logger) (*transport.Receiver, func(), error) {
+	dialOpts := transport.DialOptions{IdentityFiles: h.identities, KnownHosts: h.knownHosts, Log: log}
+	client, err := transport.Dial(ctx, ep, dialOpts)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	recv, err := client.StartReceiver(ctx,
+		wire.Hello{Protocol: wire.ProtocolVersion, Version: version.Version, Host: host, Features: receiver.Features},
+		transport.ReceiverOptions{Command: h.receiverCommand, Redial: func(ctx2 context.Context) (*transport.Client, error) {
+			return transport.Dial(ctx2, ep, dialOpts)
+		}})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	var once sync.Once
+	return recv, func() { once.Do(func() { recv.Close(); client.Close() }) }, nil
+}
+
 type migrateFlags struct {
+	checkOnly bool // ferry check HOST CONTAINER
 	hostFlags
 	output        string
 	reportFile    string
@@ -93,99 +117,41 @@ changed); 4 commit outcome unknown (the message says what to do); 5 rollback inc
   ferry migrate web b --report /var/log/ferry/web.json
   ferry migrate web b --compress zstd --bwlimit 40M`,
 		Args: cobra.ExactArgs(2),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return completeContainers(g)(cmd, args, s)
+			}
+			return nil, cobra.ShellCompDirectiveDefault // hosts: the shell's own completion
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runMigrate(cmd, g, f, args[0], args[1])
 		},
 	}
-	fl := cmd.Flags()
+	f.addMoveFlags(cmd.Flags())
+	return cmd
+}
+
+// addMoveFlags registers what a move needs (migrate, drain).
+func (f *migrateFlags) addMoveFlags(fl *pflag.FlagSet) {
 	fl.StringVarP(&f.output, "output", "o", "text", "report format: text or json")
 	fl.StringVar(&f.reportFile, "report", "", "also write the JSON report to this file")
 	f.hostFlags.add(fl)
-	fl.StringVar(&f.strategy, "strategy", "auto", "how memory moves: auto, stop-copy, pre-copy, post-copy (see above)")
+	fl.StringVar(&f.strategy, "strategy", "auto", "how memory moves: auto, stop-copy, pre-copy, post-copy (see ferry migrate --help)")
 	fl.DurationVar(&f.maxDowntime, "max-downtime", migrate.DefaultMaxDowntime, "auto: the downtime stop-copy may cost before a better strategy is taken")
 	fl.IntVar(&f.precopyRounds, "precopy-rounds", migrate.DefaultPreCopyRule.MaxRounds, "pre-copy: at most this many rounds before the final dump")
 	fl.StringVar(&f.precopyGoal, "precopy-goal", "16M", "pre-copy: stop iterating once a round copies at most this much (K, M, G)")
 	fl.Float64Var(&f.precopyGrowth, "precopy-max-growth", migrate.DefaultPreCopyRule.MaxGrowth, "pre-copy: stop when a round copies more than (1 + this) × the previous one")
 	fl.StringVar(&f.compress, "compress", wire.CompressNone, "compress every stream (memory, files, image): zstd or none")
 	fl.StringVar(&f.bwlimit, "bwlimit", "0", "cap what all streams send, per second, after compression: e.g. 50M, 800K (KiB when no unit; 0 = none)")
-	return cmd
 }
 
 func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, dest string) error {
 	if f.output != "text" && f.output != "json" {
 		return fmt.Errorf("--output must be text or json, not %q", f.output)
 	}
-	ctx, log := cmd.Context(), g.logger()
-	ep, err := transport.ParseEndpoint(dest)
-	if err != nil {
-		return err
-	}
-	bps, err := transport.ParseRate(f.bwlimit)
-	if err != nil {
-		return fmt.Errorf("--bwlimit: %w", err)
-	}
-	streamOpts := transport.StreamOptions{Compress: f.compress, BytesPerSecond: bps}
-	if err := streamOpts.Validate(); err != nil {
-		return fmt.Errorf("--compress: %w", err)
-	}
-	goal, err := parseSize(f.precopyGoal)
-	if err != nil {
-		return fmt.Errorf("--precopy-goal: %w", err)
-	}
-	rule := migrate.PreCopyRule{MaxRounds: f.precopyRounds, GoalBytes: goal, MaxGrowth: f.precopyGrowth}
-	if err := rule.Validate(); err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	rep, err := func() (*migrate.Report, error) {
-		rt, err := runtime.Connect(ctx, f.containerdAddress, g.namespace)
-		if err != nil {
-			return nil, err
-		}
-		defer rt.Close()
-		dialOpts := transport.DialOptions{IdentityFiles: f.identities, KnownHosts: f.knownHosts, Log: log}
-		client, err := transport.Dial(ctx, ep, dialOpts)
-		if err != nil {
-			return nil, err
-		}
-		defer client.Close()
-		host, _ := os.Hostname()
-		recv, err := client.StartReceiver(ctx,
-			wire.Hello{Protocol: wire.ProtocolVersion, Version: version.Version, Host: host, Features: receiver.Features},
-			transport.ReceiverOptions{Command: f.receiverCommand, Redial: func(ctx2 context.Context) (*transport.Client, error) {
-				return transport.Dial(ctx2, ep, dialOpts)
-			}})
-		if err != nil {
-			return nil, err
-		}
-		defer recv.Close()
-		if err := recv.SetStreamOptions(streamOpts); err != nil {
-			return nil, err
-		}
-		id := migrate.NewID()
-		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
-			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
-			Target: recv,
-			Drivers: map[string]snapshot.Driver{
-				rsync.Name: &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, BaseMark: g.namespace + "/" + container, Log: log},
-				zfs.Name:   &zfs.Driver{Streams: recv, MigrationID: id, Log: log},
-			},
-		})
-		if err != nil && recv.Stderr() != "" {
-			log.Info("ferry-receiver stderr", "text", recv.Stderr())
-		}
-		return rep, err
-	}()
+	rep, err := migrateOne(cmd.Context(), g, f, container, dest)
 	if rep == nil {
-		// Nothing started: connection or setup failure.
-		rep = &migrate.Report{Container: container, Namespace: g.namespace, Target: ep.Host, Outcome: migrate.OutcomeRefused, Problems: []string{err.Error()}, Error: err.Error()}
-		if h, herr := os.Hostname(); herr == nil {
-			rep.Source = h
-		}
+		return err // bad flags: usage
 	}
 	if f.reportFile != "" {
 		if werr := os.WriteFile(f.reportFile, rep.JSON(), 0o644); werr != nil {
@@ -231,4 +197,71 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: want bytes or a number with K, M or G, e.g. 16M", s)
 	}
 	return int64(v * float64(unit)), nil
+}
+
+// migrateOne moves (or, with f.checkOnly, checks) one container. A nil report means the flags
+// were wrong; otherwise the report says what happened, even when nothing could start.
+func migrateOne(ctx context.Context, g *globalFlags, f *migrateFlags, container, dest string) (*migrate.Report, error) {
+	log := g.logger().With("container", container)
+	ep, err := transport.ParseEndpoint(dest)
+	if err != nil {
+		return nil, err
+	}
+	bps, err := transport.ParseRate(f.bwlimit)
+	if err != nil {
+		return nil, fmt.Errorf("--bwlimit: %w", err)
+	}
+	streamOpts := transport.StreamOptions{Compress: f.compress, BytesPerSecond: bps}
+	if err := streamOpts.Validate(); err != nil {
+		return nil, fmt.Errorf("--compress: %w", err)
+	}
+	goal, err := parseSize(f.precopyGoal)
+	if err != nil {
+		return nil, fmt.Errorf("--precopy-goal: %w", err)
+	}
+	rule := migrate.PreCopyRule{MaxRounds: f.precopyRounds, GoalBytes: goal, MaxGrowth: f.precopyGrowth}
+	if err := rule.Validate(); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	rep, err := func() (*migrate.Report, error) {
+		rt, err := runtime.Connect(ctx, f.containerdAddress, g.namespace)
+		if err != nil {
+			return nil, err
+		}
+		defer rt.Close()
+		recv, closeRecv, err := f.hostFlags.connect(ctx, ep, log)
+		if err != nil {
+			return nil, err
+		}
+		defer closeRecv()
+		if err := recv.SetStreamOptions(streamOpts); err != nil {
+			return nil, err
+		}
+		id := migrate.NewID()
+		rep, err := migrate.Run(ctx, migrate.Config{
+			ID: id, Container: container, CheckOnly: f.checkOnly, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
+			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
+			Target: recv,
+			Drivers: map[string]snapshot.Driver{
+				rsync.Name: &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, BaseMark: g.namespace + "/" + container, Log: log},
+				zfs.Name:   &zfs.Driver{Streams: recv, MigrationID: id, Log: log},
+			},
+		})
+		if err != nil && recv.Stderr() != "" {
+			log.Info("ferry-receiver stderr", "text", recv.Stderr())
+		}
+		return rep, err
+	}()
+	if rep == nil {
+		// Nothing started: connection or setup failure.
+		rep = &migrate.Report{Container: container, Namespace: g.namespace, Target: ep.Host, Outcome: migrate.OutcomeRefused, Problems: []string{err.Error()}, Error: err.Error()}
+		if h, herr := os.Hostname(); herr == nil {
+			rep.Source = h
+		}
+	}
+	return rep, err
 }

@@ -17,6 +17,7 @@ const (
 	TypeResident  = "resident" // post-copy: wait until every page is on the target
 	TypeStream    = "stream"   // first message of a bulk stream
 	TypeFailures  = "failures" // what went wrong on the target's side of the streams
+	TypeFacts     = "facts"    // what the target supports, for `ferry check` (changes nothing)
 )
 
 // Feature names exchanged in Hello. The effective set is the intersection.
@@ -26,7 +27,28 @@ const (
 	FeatureImagesSFTP   = "images:sftp"
 	FeatureStreamLocal  = "streams:unix"
 	FeatureCommitFrozen = "commit:frozen" // target holds the restored copy frozen until COMMIT
+	FeatureFacts        = "facts"         // the target answers TypeFacts
 )
+
+// FactsRequest asks the target what it supports, with no container in view (ferry check).
+type FactsRequest struct {
+	Namespace string    `json:"namespace"`
+	Source    HostFacts `json:"source"` // its CPUInfo lets the target check CPU compatibility
+}
+
+// FactsReply is the target's side of `ferry check`.
+type FactsReply struct {
+	Target HostFacts `json:"target"`
+	// ZFSParent is the parent dataset volumes land under ("" when none is configured); ZFS says
+	// why ZFS volumes cannot be received ("" when they can).
+	ZFSParent string `json:"zfs_parent,omitempty"`
+	ZFS       string `json:"zfs,omitempty"`
+	// CPU is the CPU incompatibility with the source (nil: compatible, or not checkable: see
+	// Problems).
+	CPU *Problem `json:"cpu,omitempty"`
+	// Problems would refuse any migration to this target (criu check failing, no containerd…).
+	Problems []Problem `json:"problems,omitempty"`
+}
 
 // Hello opens the control channel, in both directions.
 type Hello struct {
