@@ -142,7 +142,7 @@ type StreamMeter interface {
 
 // Config describes one migration.
 type Config struct {
-	ID        string // generated when empty
+	ID string // generated when empty
 	// CheckOnly stops after the preflight (ferry check HOST CONTAINER): the report says what
 	// would happen — strategy, filesystem plan, problems — and nothing changes anywhere.
 	CheckOnly bool
