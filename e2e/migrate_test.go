@@ -24,6 +24,15 @@ func TestRoundTrip(t *testing.T) {
 		if rep.Strategy != "stop-copy" || rep.FSDriver != "rsync" {
 			t.Errorf("report strategy/driver = %q/%q", rep.Strategy, rep.FSDriver)
 		}
+		// No terminal here: progress on stderr is plain lines (the default --progress auto).
+		for _, want := range []string{"ferry: web: dump…\n", "ferry: web: memory ", "ferry: web: committed\n"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("%s→%s: stderr lacks the progress line %q:\n%s", from, to, want, r.stderr)
+			}
+		}
+		if strings.ContainsRune(r.stderr, '\x1b') {
+			t.Errorf("%s→%s: escape sequences on stderr without a terminal: %q", from, to, r.stderr)
+		}
 		if rep.DowntimeMs <= 0 || rep.CRIU.PagesWritten < 64<<20/4096 || rep.CRIU.PagesRestored != rep.CRIU.PagesWritten {
 			t.Errorf("report: downtime %.0f ms, pages written %d, restored %d", rep.DowntimeMs, rep.CRIU.PagesWritten, rep.CRIU.PagesRestored)
 		}

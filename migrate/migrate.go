@@ -146,6 +146,9 @@ type Config struct {
 	// CheckOnly stops after the preflight (ferry check HOST CONTAINER): the report says what
 	// would happen — strategy, filesystem plan, problems — and nothing changes anywhere.
 	CheckOnly bool
+	// Progress, if set, receives the migration's events as they happen (from several
+	// goroutines: it must be safe for concurrent use and quick).
+	Progress func(Event)
 	Container string
 	Namespace string
 	Source    Source
@@ -278,6 +281,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	err := m.run(ctx)
+	m.emit(Event{Kind: EventDone, Outcome: m.rep.Outcome})
 	if metered {
 		m.rep.WireBytes = sm.WireBytes()
 	}
@@ -294,11 +298,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 func (m *run) phase(name string, f func() error) error {
 	p := Phase{Name: name, StartMs: m.rep.since(time.Now())}
 	m.log.Info("phase", "name", name)
+	m.emit(Event{Kind: EventPhaseStart, Phase: name})
 	err := f()
 	p.EndMs = m.rep.since(time.Now())
 	if err != nil {
 		p.Error = err.Error()
 	}
+	m.emit(Event{Kind: EventPhaseEnd, Phase: name, Error: p.Error})
 	m.rep.mu.Lock()
 	defer m.rep.mu.Unlock()
 	m.rep.Phases = append(m.rep.Phases, p)
@@ -898,6 +904,7 @@ func (m *run) preflight(ctx context.Context) error {
 		problems = append(problems, err.Error())
 	}
 	m.strategy, m.rep.Strategy, m.rep.StrategyReason = choice.Strategy, choice.Strategy, choice.Reason
+	m.emit(Event{Kind: EventPlan, MemoryBytes: sc.MemoryBytes, FSBytes: sc.FSBytes, Strategy: choice.Strategy})
 	if choice.Estimate > 0 {
 		m.rep.EstimatedStopCopyMs = ms(choice.Estimate)
 	}

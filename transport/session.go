@@ -35,6 +35,10 @@ type Receiver struct {
 	opts    StreamOptions
 	limiter *rate.Limiter
 	wire    atomic.Int64 // bytes sent on streams
+	// OnBytes, if set before streams open, is told the payload each stream writes (before
+	// compression), as it goes: stream kind and name, bytes just written. It is called from
+	// the streams' goroutines and must be quick.
+	OnBytes func(kind, name string, n int64)
 }
 
 // ReceiverOptions configure StartReceiver.
@@ -144,7 +148,11 @@ func (r *Receiver) OpenStream(ctx context.Context, h wire.StreamHeader) (Stream,
 		ch.Close()
 		return nil, fmt.Errorf("open %s stream %q: %w", h.Kind, h.Name, err)
 	}
-	return r.wrap(ctx, &stream{Stream: ch, r: c.Reader()}, h.Compress != "", h.Kind != wire.StreamProbe), nil
+	var progress func(int64)
+	if r.OnBytes != nil && h.Kind != wire.StreamProbe {
+		progress = func(n int64) { r.OnBytes(h.Kind, h.Name, n) }
+	}
+	return r.wrap(ctx, &stream{Stream: ch, r: c.Reader()}, h.Compress != "", h.Kind != wire.StreamProbe, progress), nil
 }
 
 // stream reads through the buffered reader that read the acknowledgement.

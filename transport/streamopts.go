@@ -74,7 +74,7 @@ func burst(bps int64) int {
 
 // wrap applies the session's options to an opened stream: writes are counted, limited, then
 // compressed (so the limit is on wire bytes); reads are decompressed.
-func (r *Receiver) wrap(ctx context.Context, s Stream, compress, limit bool) Stream {
+func (r *Receiver) wrap(ctx context.Context, s Stream, compress, limit bool, progress func(int64)) Stream {
 	m := &meteredWriter{w: s, n: &r.wire, ctx: ctx}
 	if limit {
 		m.lim = r.limiter
@@ -85,7 +85,24 @@ func (r *Receiver) wrap(ctx context.Context, s Stream, compress, limit bool) Str
 		w = zstream.NewWriter(w)
 		rd = zstream.NewReader(s)
 	}
+	if progress != nil {
+		w = progressWriter{w: w, f: progress}
+	}
 	return &wrapped{Stream: s, r: rd, w: w}
+}
+
+// progressWriter reports the payload written (before compression).
+type progressWriter struct {
+	w io.Writer
+	f func(int64)
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	if n > 0 {
+		p.f(int64(n))
+	}
+	return n, err
 }
 
 type wrapped struct {

@@ -84,14 +84,16 @@ func runDrain(ctx context.Context, g *globalFlags, f *drainFlags) error {
 	}
 	log := g.logger()
 	log.Info("drain", "to", ep.Host, "containers", names, "excluded", excluded, "concurrency", f.concurrency)
+	prog, err := newProgress(f.progressMode, os.Stderr)
+	if err != nil {
+		return err
+	}
 	mf := f.migrateFlags
+	mf.prog = prog
 	rep := migrate.Drain(ctx, names, f.concurrency, func(ctx context.Context, name string) (*migrate.Report, error) {
-		r, err := migrateOne(ctx, g, &mf, name, f.to)
-		if r != nil && f.output == "text" {
-			fmt.Fprintf(os.Stderr, "%s: %s\n", name, r.Outcome)
-		}
-		return r, err
+		return migrateOne(ctx, g, &mf, name, f.to)
 	})
+	prog.Close()
 	rep.Source, _ = os.Hostname()
 	rep.Target, rep.Namespace, rep.Excluded = ep.Host, g.namespace, excluded
 	if rep.Excluded == nil {

@@ -64,7 +64,9 @@ func (h *hostFlags) connect(ctx context.Context, ep transport.Endpoint, log *slo
 }
 
 type migrateFlags struct {
-	checkOnly bool // ferry check HOST CONTAINER
+	checkOnly    bool // ferry check HOST CONTAINER
+	progressMode string
+	prog         *progress
 	hostFlags
 	output        string
 	reportFile    string
@@ -135,6 +137,7 @@ changed); 4 commit outcome unknown (the message says what to do); 5 rollback inc
 func (f *migrateFlags) addMoveFlags(fl *pflag.FlagSet) {
 	fl.StringVarP(&f.output, "output", "o", "text", "report format: text or json")
 	fl.StringVar(&f.reportFile, "report", "", "also write the JSON report to this file")
+	fl.StringVar(&f.progressMode, "progress", progressAuto, "progress on stderr: auto (bars on a terminal, else plain), bar, plain (a line per phase, per stream every 2 s), json (events), none")
 	f.hostFlags.add(fl)
 	fl.StringVar(&f.strategy, "strategy", "auto", "how memory moves: auto, stop-copy, pre-copy, post-copy (see ferry migrate --help)")
 	fl.DurationVar(&f.maxDowntime, "max-downtime", migrate.DefaultMaxDowntime, "auto: the downtime stop-copy may cost before a better strategy is taken")
@@ -149,7 +152,13 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 	if f.output != "text" && f.output != "json" {
 		return fmt.Errorf("--output must be text or json, not %q", f.output)
 	}
+	prog, err := newProgress(f.progressMode, os.Stderr)
+	if err != nil {
+		return err
+	}
+	f.prog = prog
 	rep, err := migrateOne(cmd.Context(), g, f, container, dest)
+	prog.Close()
 	if rep == nil {
 		return err // bad flags: usage
 	}
@@ -241,9 +250,14 @@ func migrateOne(ctx context.Context, g *globalFlags, f *migrateFlags, container,
 		if err := recv.SetStreamOptions(streamOpts); err != nil {
 			return nil, err
 		}
+		var onEvent func(migrate.Event)
+		if f.prog != nil {
+			recv.OnBytes = func(kind, name string, n int64) { f.prog.Bytes(container, kind, name, n) }
+			onEvent = f.prog.Event
+		}
 		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, CheckOnly: f.checkOnly, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
+			ID: id, Container: container, CheckOnly: f.checkOnly, Progress: onEvent, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{
