@@ -148,7 +148,7 @@ type Config struct {
 	CheckOnly bool
 	// Progress, if set, receives the migration's events as they happen (from several
 	// goroutines: it must be safe for concurrent use and quick).
-	Progress func(Event)
+	Progress  func(Event)
 	Container string
 	Namespace string
 	Source    Source
