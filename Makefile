@@ -71,7 +71,7 @@ bench-fs: build
 	mkdir -p bench/results
 	-$(BIN)/ferry-lab down >/dev/null 2>&1
 	$(BIN)/ferry-lab up --zfs
-	$(BIN)/ferry-lab bench-fs --out bench/results/fs.json; s=$$?; $(BIN)/ferry-lab down; exit $$s
+	$(BIN)/ferry-lab bench-fs --out bench/results/fs.json | tee bench/results/fs.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
 
 ## bench-mem: memory strategies at 64/256/1024 MiB vs the raw SSH link and Podman's
 ## checkpoint/restore pipeline (installs podman; JSON in bench/results/mem.json, a table on stdout)
@@ -90,5 +90,6 @@ bench-redis: build
 	$(BIN)/ferry-lab up
 	$(BIN)/ferry-lab bench-redis --out bench/results/redis.json | tee bench/results/redis.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
 
-## bench: every benchmark (bench-mem, bench-fs, bench-redis)
+## bench: every benchmark (bench-mem, bench-fs, bench-redis) and the plots (SVG in bench/results)
 bench: deps bench-mem bench-fs bench-redis
+	$(BIN)/ferry-lab plot --mem bench/results/mem.json --out bench/results

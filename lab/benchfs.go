@@ -25,6 +25,17 @@ type BenchFSResult struct {
 	// downtime with an empty volume. The goal is ≤ Goal.
 	Ratio map[string]float64 `json:"ratio"`
 	Goal  float64            `json:"goal"`
+	// Rsync is the baseline: plain `rsync -a` of the same volume tree over OpenSSH, host to
+	// host, outside ferry — its initial copy and, after the same 1 MiB change, its incremental
+	// pass (what a stop → rsync → start move would be frozen for, rsync's own recheck included).
+	Rsync []BenchRsyncRun `json:"rsync_baseline"`
+}
+
+// BenchRsyncRun is one plain rsync of a volume tree.
+type BenchRsyncRun struct {
+	Case      string  `json:"case"` // "initial" or "changed"
+	VolumeMiB int     `json:"volume_mib"`
+	Ms        float64 `json:"ms"`
 }
 
 // BenchFSRun is one migration.
@@ -53,6 +64,13 @@ func BenchFS(ctx context.Context, sizeMiB, repeat int, progress io.Writer) (*Ben
 				return nil, fmt.Errorf("%s, %d MiB: %w", drv, size, err)
 			}
 			res.Runs = append(res.Runs, runs...)
+			if drv == "rsync" && size > 0 {
+				base, err := benchPlainRsync(ctx, size, progress)
+				if err != nil {
+					return nil, fmt.Errorf("plain rsync baseline: %w", err)
+				}
+				res.Rsync = append(res.Rsync, base...)
+			}
 			var dts []float64
 			for _, r := range runs {
 				if r.Case != "initial" {
@@ -141,6 +159,40 @@ func benchVolume(ctx context.Context, drv string, mib, repeat int, progress io.W
 	return runs, nil
 }
 
+// benchPlainRsync times plain rsync of a volume tree of mib MiB from a to b over OpenSSH:
+// the whole tree, then again after 1 MiB of it changed.
+func benchPlainRsync(ctx context.Context, mib int, progress io.Writer) ([]BenchRsyncRun, error) {
+	a, b := Hosts[0], Hosts[1]
+	src, dst := "/srv/bfs-plain-src", "/srv/bfs-plain-dst"
+	defer func() {
+		_ = runIn(ctx, a, "rm", "-rf", src)
+		_ = runIn(ctx, b, "rm", "-rf", dst)
+	}()
+	if err := runIn(ctx, a, "sh", "-c", fmt.Sprintf("mkdir -p %s && dd if=/dev/urandom of=%s/data bs=1M count=%d status=none", src, src, mib)); err != nil {
+		return nil, err
+	}
+	sync := func() (float64, error) {
+		t := time.Now()
+		err := runIn(ctx, a, "rsync", "-a", "--delete", "-e", "ssh -o BatchMode=yes -o Compression=no -c aes128-gcm@openssh.com", src+"/", b.Addr.String()+":"+dst+"/")
+		return msSince(t), err
+	}
+	var out []BenchRsyncRun
+	for _, c := range []string{"initial", "changed"} {
+		if c == "changed" {
+			if err := runIn(ctx, a, "dd", "if=/dev/urandom", "of="+src+"/data", "bs=1M", "count=1", fmt.Sprintf("seek=%d", mib/2), "conv=notrunc", "status=none"); err != nil {
+				return nil, err
+			}
+		}
+		ms, err := sync()
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(progress, "plain rsync %-7s %5d MiB a→b: %6.0f ms\n", c, mib, ms)
+		out = append(out, BenchRsyncRun{Case: c, VolumeMiB: mib, Ms: ms})
+	}
+	return out, nil
+}
+
 func benchMigrate(ctx context.Context, from Host, name string, to Host, flags ...string) (*migrate.Report, error) {
 	out, err := Command(from, append([]string{"ferry", "migrate", name, to.Name, "--output", "json"}, flags...)...).Output()
 	var rep migrate.Report
@@ -205,5 +257,12 @@ func (r *BenchFSResult) Markdown() string {
 		fmt.Fprintf(&b, " %s %.2f", d, r.Ratio[d])
 	}
 	b.WriteString("\n")
+	if len(r.Rsync) > 0 {
+		b.WriteString("\nBaseline, plain `rsync -a` of the same tree over OpenSSH (outside ferry):")
+		for _, x := range r.Rsync {
+			fmt.Fprintf(&b, " %s %d MiB %.0f ms;", x.Case, x.VolumeMiB, x.Ms)
+		}
+		b.WriteString("\n")
+	}
 	return b.String()
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ferry-project/ferry/migrate"
 )
 
 // BenchMemResult is the JSON `ferry-lab bench-mem` writes: ferry's memory strategies for a few
@@ -40,6 +42,8 @@ type BenchMemRun struct {
 	PagesBytes  int64   `json:"pages_bytes"` // bytes of the memory streams (final dump, pre-copy rounds, lazy fill)
 	PreRounds   int     `json:"pre_copy_rounds,omitempty"`
 	LocalBytes  int64   `json:"source_disk_checkpoint_bytes"`
+	// Phases are the migration's own (for the timeline plot).
+	Phases []migrate.Phase `json:"phases,omitempty"`
 }
 
 // BenchLinkRun is the SSH link's time for a number of bytes: OpenSSH, aes128-gcm, host a → b.
@@ -198,7 +202,7 @@ func benchMemMove(ctx context.Context, name string, mib int, strategy string, fr
 		return nil, fmt.Errorf("after the %s move: %w", strategy, err)
 	}
 	r := &BenchMemRun{Strategy: strategy, MemMiB: mib, From: from.Name, To: to.Name, DowntimeMs: rep.DowntimeMs,
-		TotalMs: rep.TotalMs, ResidencyMs: rep.ResidencyMs, WireBytes: rep.WireBytes, LocalBytes: rep.CRIU.LocalBytes}
+		TotalMs: rep.TotalMs, ResidencyMs: rep.ResidencyMs, WireBytes: rep.WireBytes, LocalBytes: rep.CRIU.LocalBytes, Phases: rep.Phases}
 	for _, s := range rep.Streams {
 		if s.Name == "pages" || strings.HasPrefix(s.Name, "pre-") {
 			r.PagesBytes += s.Bytes

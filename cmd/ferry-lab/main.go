@@ -68,6 +68,6 @@ func newRoot() *cobra.Command {
   ferry-lab check b web
   ferry-lab down`,
 	}
-	root.AddCommand(newUp(), newDown(), newExec(), newRun(), newCheck(), newRm(), newStatus(), newBenchFS(), newBenchMem(), newBenchRedis(), newRedis(), newVM(), newHelper())
+	root.AddCommand(newUp(), newDown(), newExec(), newRun(), newCheck(), newRm(), newStatus(), newBenchFS(), newBenchMem(), newBenchRedis(), newRedis(), newPlot(), newVM(), newHelper())
 	return root
 }

@@ -126,3 +126,22 @@ func newBenchRedis() *cobra.Command {
 	cmd.Flags().IntSliceVar(&keys, "keys", []int{10000, 1000000}, "key counts")
 	return cmd
 }
+
+func newPlot() *cobra.Command {
+	var mem, dir string
+	cmd := &cobra.Command{
+		Use:   "plot",
+		Short: "Draw the memory bench's figures as SVG: downtime against RSS per method, one move's phase timeline",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := lab.Plot(mem, dir)
+			for _, f := range files {
+				fmt.Println("wrote", f)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&mem, "mem", "bench/results/mem.json", "the memory bench's JSON (ferry-lab bench-mem)")
+	cmd.Flags().StringVar(&dir, "out", "bench/results", "where the SVG files go")
+	return cmd
+}
