@@ -38,7 +38,7 @@ func Plot(memJSON, dir string) ([]string, error) {
 	out = append(out, p)
 	if run := timelineRun(&r); run != nil {
 		p := filepath.Join(dir, "timeline.svg")
-		title := fmt.Sprintf("one %s move of %d MiB (%s → %s): downtime %.2f s", run.Strategy, run.MemMiB, run.From, run.To, run.DowntimeMs/1000)
+		title := fmt.Sprintf("one %s move of %d MiB (%s → %s): downtime %.2f s (red: the container is frozen)", run.Strategy, run.MemMiB, run.From, run.To, run.DowntimeMs/1000)
 		if err := plotTimeline(run.Phases, title, p); err != nil {
 			return out, err
 		}
@@ -95,19 +95,27 @@ func plotDowntime(r *BenchMemResult, path string) error {
 	return p.Save(8*vg.Inch, 5*vg.Inch, path)
 }
 
-// timelineRun is the run whose phases the timeline shows: the largest stop-copy move.
+// timelineRun is the run whose phases the timeline shows: the median stop-copy move at the
+// largest size.
 func timelineRun(r *BenchMemResult) *BenchMemRun {
-	var best *BenchMemRun
+	var runs []*BenchMemRun
 	for i := range r.Runs {
 		run := &r.Runs[i]
 		if run.Strategy != migrate.StopCopy || len(run.Phases) == 0 {
 			continue
 		}
-		if best == nil || run.MemMiB > best.MemMiB {
-			best = run
+		if len(runs) > 0 && run.MemMiB > runs[0].MemMiB {
+			runs = runs[:0]
+		}
+		if len(runs) == 0 || run.MemMiB == runs[0].MemMiB {
+			runs = append(runs, run)
 		}
 	}
-	return best
+	if len(runs) == 0 {
+		return nil
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].DowntimeMs < runs[j].DowntimeMs })
+	return runs[len(runs)/2]
 }
 
 func plotTimeline(phases []migrate.Phase, title, path string) error {
@@ -124,7 +132,7 @@ func plotTimeline(phases []migrate.Phase, title, path string) error {
 		}
 		l.Width = vg.Points(10)
 		l.Color = color.RGBA{R: 40, G: 100, B: 180, A: 255}
-		if ph.Name == "freeze" || ph.Name == "dump" || ph.Name == "images" || ph.Name == "restore" || ph.Name == "commit" {
+		if ph.Name == "freeze" || ph.Name == "dump" || ph.Name == "fs-final" || ph.Name == "images" || ph.Name == "restore" || ph.Name == "commit" {
 			l.Color = color.RGBA{R: 200, G: 60, B: 40, A: 255} // within the downtime
 		}
 		l.LineStyle.Dashes = nil
