@@ -59,8 +59,8 @@ printf '%-22s %s\n' "keys present" "$KEYS of $KEYS (every value compared, after 
   "same connection" "$(field "$OUT/watch.json" same_connection) (CLIENT ID $(field "$OUT/watch.json" client_id_before) → $(field "$OUT/watch.json" client_id_after))" \
   "INCR counter" "$(field "$OUT/watch.json" counter), each answer the previous + 1" \
   "client's longest gap" "$(field "$OUT/watch.json" longest_gap_ms) ms (client-observed downtime, both moves)" \
-  "ferry downtime a→b" "$(field "$OUT/ab.json" downtime_ms) ms (stop-copy)" \
-  "ferry downtime b→a" "$(field "$OUT/ba.json" downtime_ms) ms (post-copy)"
+  "ferry downtime a to b" "$(field "$OUT/ab.json" downtime_ms) ms (stop-copy)" \
+  "ferry downtime b to a" "$(field "$OUT/ba.json" downtime_ms) ms (post-copy)"
 step "ferry-lab down"
 $LAB down
 trap - EXIT
