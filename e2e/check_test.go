@@ -45,7 +45,7 @@ func TestCheckGolden(t *testing.T) {
 			if (source && s == "ok") || (!source && s != "" && !strings.Contains(s, " ")) {
 				return s
 			}
-			return "no: " + shortCell(s)
+			return "no: " + ferrymigrate.ShortMessage(s)
 		},
 		"can": func(s []ferrymigrate.StrategyCan, i int) string {
 			if s[i].Available {
@@ -98,18 +98,4 @@ func norm(s string) string {
 		out = append(out, l)
 	}
 	return strings.Join(out, "\n")
-}
-
-// shortCell mirrors how check shortens a message for the table.
-func shortCell(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	if len([]rune(s)) > 40 {
-		if head, _, ok := strings.Cut(s, ": "); ok {
-			s = head
-		}
-	}
-	if r := []rune(s); len(r) > 40 {
-		return string(r[:39]) + "…"
-	}
-	return s
 }

@@ -153,10 +153,10 @@ func (r CheckReport) Text() string {
 		if ok {
 			return s
 		}
-		return "no: " + short(s)
+		return "no: " + ShortMessage(s)
 	}
 	row("ZFS", zfsCell(r.SourceZFS, r.SourceZFS == "ok"), zfsCell(r.TargetZFS, r.TargetZFS != "" && !strings.Contains(r.TargetZFS, " ")))
-	row("free space", bytes(int64(r.Source.FreeBytes)), bytes(int64(r.Target.FreeBytes)))
+	row("free space", HumanBytes(int64(r.Source.FreeBytes)), HumanBytes(int64(r.Target.FreeBytes)))
 	row("CPU", "-", r.CPU)
 	link := "not measured"
 	if r.LinkMBps > 0 {
@@ -175,7 +175,7 @@ func (r CheckReport) Text() string {
 	maxDown := time.Duration(r.MaxDowntimeMs * float64(time.Millisecond))
 	if r.Auto.StopCopyUpToBytes > 0 {
 		fmt.Fprintf(&b, "auto (max downtime %s): stop-copy up to %s of memory in use; above that %s\n",
-			maxDown, bytes(int64(r.Auto.StopCopyUpToBytes)), r.Auto.Above)
+			maxDown, HumanBytes(int64(r.Auto.StopCopyUpToBytes)), r.Auto.Above)
 	} else {
 		fmt.Fprintf(&b, "auto (max downtime %s): %s (the link was not measured)\n", maxDown, r.Auto.Above)
 	}
@@ -236,9 +236,9 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-// short is the gist of a message for a table cell: its first line, up to its first colon when
+// ShortMessage is the gist of a message for a table cell: its first line, up to its first colon when
 // longer than 40 characters, at most 40 characters (the JSON has it whole).
-func short(s string) string {
+func ShortMessage(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	if len([]rune(s)) > 40 {
 		if head, _, ok := strings.Cut(s, ": "); ok {

@@ -942,4 +942,4 @@ func (m *run) refuse(problems []string) error {
 // SourceProblems checks the source's own facts (pure).
 func SourceProblems(f wire.HostFacts) []wire.Problem { return hostinfo.Problems(f) }
 
-func humanBytes(n uint64) string { return bytes(int64(n)) }
+func humanBytes(n uint64) string { return HumanBytes(int64(n)) }

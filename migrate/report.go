@@ -131,7 +131,7 @@ func (r *Report) Text() string {
 		if p := r.PreCopy; p != nil {
 			var rs []string
 			for _, x := range p.Rounds {
-				rs = append(rs, fmt.Sprintf("%s in %s", bytes(x.Bytes), dur(x.DurationMs)))
+				rs = append(rs, fmt.Sprintf("%s in %s", HumanBytes(x.Bytes), dur(x.DurationMs)))
 			}
 			w("  pre-copy   %d round(s): %s; stopped: %s", len(p.Rounds), strings.Join(rs, ", "), p.Stop)
 		}
@@ -167,17 +167,17 @@ func (r *Report) Text() string {
 	if len(r.Streams) > 0 {
 		var ss []string
 		for _, s := range r.Streams {
-			ss = append(ss, fmt.Sprintf("%s %s", s.Name, bytes(s.Bytes)))
+			ss = append(ss, fmt.Sprintf("%s %s", s.Name, HumanBytes(s.Bytes)))
 		}
 		w("  bytes      %s", strings.Join(ss, ", "))
 	}
 	if r.Compress != "" && r.Compress != "none" || r.BWLimit > 0 {
-		line := fmt.Sprintf("%s sent", bytes(r.WireBytes))
+		line := fmt.Sprintf("%s sent", HumanBytes(r.WireBytes))
 		if r.Compress != "" && r.Compress != "none" {
 			line += " compressed with " + r.Compress
 		}
 		if r.BWLimit > 0 {
-			line += fmt.Sprintf(", limited to %s/s", bytes(r.BWLimit))
+			line += fmt.Sprintf(", limited to %s/s", HumanBytes(r.BWLimit))
 		}
 		w("  wire       %s", line)
 	}
@@ -194,7 +194,8 @@ func dur(msec float64) string {
 	return fmt.Sprintf("%.2f s", msec/1000)
 }
 
-func bytes(n int64) string {
+// HumanBytes prints a byte count with a binary unit (B, KiB, MiB, GiB).
+func HumanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))

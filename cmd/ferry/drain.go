@@ -99,16 +99,7 @@ func runDrain(ctx context.Context, g *globalFlags, f *drainFlags) error {
 	if rep.Excluded == nil {
 		rep.Excluded = []string{}
 	}
-	if f.reportFile != "" {
-		if werr := os.WriteFile(f.reportFile, rep.JSON(), 0o644); werr != nil {
-			fmt.Fprintln(os.Stderr, "ferry: write report:", werr)
-		}
-	}
-	if f.output == "json" {
-		_, _ = os.Stdout.Write(rep.JSON())
-	} else {
-		fmt.Print(rep.Text())
-	}
+	f.emit(rep.JSON(), rep.Text())
 	code := map[string]int{"": exitOK, migrate.OutcomeInDoubt: exitInDoubt, migrate.OutcomeRollbackIncomplete: exitRollbackIncomplete,
 		migrate.OutcomeRolledBack: exitFailed, migrate.OutcomeRefused: exitRefused, migrate.OutcomeNotAttempted: exitFailed}[rep.Worst()]
 	if code == exitOK {

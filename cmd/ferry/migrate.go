@@ -162,16 +162,7 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 	if rep == nil {
 		return err // bad flags: usage
 	}
-	if f.reportFile != "" {
-		if werr := os.WriteFile(f.reportFile, rep.JSON(), 0o644); werr != nil {
-			fmt.Fprintln(os.Stderr, "ferry: write report:", werr)
-		}
-	}
-	if f.output == "json" {
-		_, _ = os.Stdout.Write(rep.JSON())
-	} else {
-		fmt.Print(rep.Text())
-	}
+	f.emit(rep.JSON(), rep.Text())
 	if err == nil {
 		return nil
 	}
@@ -185,6 +176,20 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 		code = exitRollbackIncomplete
 	}
 	return &exitError{code: code, err: err}
+}
+
+// emit prints a command's report (JSON or text, by --output) and writes the JSON to --report.
+func (f *migrateFlags) emit(jsonReport []byte, text string) {
+	if f.reportFile != "" {
+		if err := os.WriteFile(f.reportFile, jsonReport, 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "ferry: write report:", err)
+		}
+	}
+	if f.output == "json" {
+		_, _ = os.Stdout.Write(jsonReport)
+	} else {
+		fmt.Print(text)
+	}
 }
 
 // parseSize reads a size: bytes, or a number with a unit K, M or G (powers of 1024).

@@ -209,19 +209,19 @@ func (pr *progress) plainBytes(container string, s *streamProgress, now time.Tim
 	if el := s.last.Sub(s.start).Seconds(); el > 0.01 {
 		rate = float64(s.bytes) / el
 	}
-	line := fmt.Sprintf("ferry: %s: %s %s", container, s.label, size(s.bytes))
+	line := fmt.Sprintf("ferry: %s: %s %s", container, s.label, migrate.HumanBytes(s.bytes))
 	if final {
 		if rate > 0 {
-			line += fmt.Sprintf(" in %s (%s/s)", s.last.Sub(s.start).Round(time.Millisecond), size(int64(rate)))
+			line += fmt.Sprintf(" in %s (%s/s)", s.last.Sub(s.start).Round(time.Millisecond), migrate.HumanBytes(int64(rate)))
 		}
 		fmt.Fprintln(pr.out, line)
 		return
 	}
 	if s.total > 0 {
-		line += fmt.Sprintf(" of ~%s (%d%%)", size(s.total), 100*s.bytes/s.total)
+		line += fmt.Sprintf(" of ~%s (%d%%)", migrate.HumanBytes(s.total), 100*s.bytes/s.total)
 	}
 	if rate > 0 {
-		line += fmt.Sprintf(", %s/s", size(int64(rate)))
+		line += fmt.Sprintf(", %s/s", migrate.HumanBytes(int64(rate)))
 	}
 	if s.total > s.bytes && rate > 0 {
 		line += fmt.Sprintf(", ETA %s", time.Duration(float64(s.total-s.bytes)/rate*float64(time.Second)).Round(time.Second))
@@ -285,16 +285,4 @@ func streamTotal(r *runProgress, kind, name string, presync bool) int64 {
 		return int64(r.fs)
 	}
 	return 0
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
