@@ -90,3 +90,54 @@ func TestDrain(t *testing.T) {
 	}
 	mustLab(t, "check", "a", "dr-stay")
 }
+
+// TestDrainShipsTheImageOnce: draining three containers of one image to a host that lacks it,
+// all at once: the moves take turns shipping it (the first ships it, the others find it there),
+// all three arrive intact, and b keeps the image.
+func TestDrainShipsTheImageOnce(t *testing.T) {
+	requireLab(t)
+	names := []string{"dri-1", "dri-2", "dri-3"}
+	for _, n := range names {
+		mustLab(t, "run", "a", n, "--mem", "16")
+	}
+	defer func() {
+		for _, n := range names {
+			lab(t, "rm", "a", n)
+			lab(t, "rm", "b", n)
+		}
+	}()
+	mustLab(t, "exec", "b", "--", "ctr", "image", "rm", "--sync", labImage)
+	defer lab(t, "exec", "b", "--", "sh", "-c", "ctr image ls -q | grep -q workload || ctr image import --all-platforms /var/lib/ferry-lab/image/workload.tar")
+	r := lab(t, "exec", "a", "--", "ferry", "drain", "--to", "b", "--concurrency", "3", "--strategy", "stop-copy", "--output", "json")
+	var rep struct {
+		Moved      int `json:"moved"`
+		Containers []struct {
+			Name    string  `json:"name"`
+			Outcome string  `json:"outcome"`
+			Error   string  `json:"error"`
+			Report  *report `json:"report"`
+		} `json:"containers"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("no JSON report (%v): %s\n%s", err, r.stdout, r.stderr)
+	}
+	shipped := 0
+	for _, c := range rep.Containers {
+		if c.Outcome != "committed" {
+			t.Errorf("%s: %s: %s", c.Name, c.Outcome, c.Error)
+			continue
+		}
+		if c.Report.bytesOf("image") > 1<<20 {
+			shipped++
+		}
+	}
+	if r.code != 0 || rep.Moved != 3 || shipped != 1 {
+		t.Fatalf("exit %d, moved %d, image shipped by %d moves (want 1)", r.code, rep.Moved, shipped)
+	}
+	for _, n := range names {
+		mustLab(t, "check", "b", n)
+	}
+	if out := mustLab(t, "exec", "b", "--", "ctr", "image", "ls", "-q"); !strings.Contains(out, labImage) {
+		t.Errorf("b has no image after the drain")
+	}
+}

@@ -6,6 +6,8 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,7 @@ import (
 	"github.com/containerd/containerd/identifiers"
 	"github.com/distribution/reference"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ferry-project/ferry/checkpoint"
 	"github.com/ferry-project/ferry/internal/config"
@@ -75,17 +78,22 @@ type server struct {
 
 	conf config.Config
 
-	mu        sync.Mutex // guards everything below and serialises decisions
-	hello     bool
-	rt        *runtime.Client
-	j         *Journal
-	rec       wire.Container
-	plan      []wire.Mount
-	image     *wire.ImageRequest // an image whose blobs are being shipped
-	pages     *pagesResult       // the page server's stream, once it started
-	preRounds []*pagesResult     // pre-copy: each pre-dump's page server, in order (dirs pre-1, pre-2, …)
-	lazyConn  lazyEnd            // post-copy: the stream to the source's lazy dump, until the restore
-	lazy      *lazyDaemon        // post-copy: the lazy-pages daemon, once started
+	mu    sync.Mutex // guards everything below and serialises decisions
+	hello bool
+	rt    *runtime.Client
+	j     *Journal
+	rec   wire.Container
+	plan  []wire.Mount
+	image *wire.ImageRequest // an image whose blobs are being shipped
+	// imageLock is held from startImage until that image is imported (or the migration ends):
+	// concurrent migrations shipping the same image to this host take turns, and the later
+	// finds it present. imagePresent: it was, so the blobs stream carries nothing.
+	imageLock    *os.File
+	imagePresent bool
+	pages        *pagesResult   // the page server's stream, once it started
+	preRounds    []*pagesResult // pre-copy: each pre-dump's page server, in order (dirs pre-1, pre-2, …)
+	lazyConn     lazyEnd        // post-copy: the stream to the source's lazy dump, until the restore
+	lazy         *lazyDaemon    // post-copy: the lazy-pages daemon, once started
 	// failures lists what failed in the streams, for the source (TypeFailures).
 	failures []string
 	// rsyncStreams counts the rsync streams served (failpoint builds name faults by it).
@@ -481,9 +489,20 @@ func (s *server) begin(id string) error {
 
 // startImage answers which blobs of an image the source must send, and registers the image's
 // undo before the import begins.
-func (s *server) startImage(ctx context.Context, req wire.ImageRequest) (wire.ImageReply, error) {
+func (s *server) startImage(ctx context.Context, req wire.ImageRequest) (reply wire.ImageReply, err error) {
+	lock, err := lockImage(ctx, s.cfg.RunDir, req.Namespace+"/"+req.Name)
+	if err != nil {
+		return wire.ImageReply{}, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer func() {
+		if err != nil || s.imagePresent {
+			lock.Close()
+			return
+		}
+		s.imageLock = lock // until the import ends
+	}()
 	if err := ValidMigrationID(req.MigrationID); err != nil {
 		return wire.ImageReply{}, err
 	}
@@ -499,11 +518,19 @@ func (s *server) startImage(ctx context.Context, req wire.ImageRequest) (wire.Im
 	if err != nil {
 		return wire.ImageReply{}, err
 	}
-	if digest, _, err := rt.ImageDigest(ctx, req.Name, req.Snapshotter); err != nil || digest != "" {
-		return wire.ImageReply{}, fmt.Errorf("image %s appeared on this host meanwhile: %w", req.Name, errors.Join(err, errdefs.ErrConflict))
-	}
 	if err := s.begin(req.MigrationID); err != nil {
 		return wire.ImageReply{}, err
+	}
+	digest, unpacked, err := rt.ImageDigest(ctx, req.Name, req.Snapshotter)
+	switch {
+	case err != nil:
+		return wire.ImageReply{}, err
+	case digest == req.Target.Digest && unpacked:
+		// Another migration (a drain's) shipped it while this one waited for the lock.
+		s.imagePresent = true
+		return wire.ImageReply{}, nil
+	case digest != "":
+		return wire.ImageReply{}, fmt.Errorf("image %s appeared on this host meanwhile, with other content: %w", req.Name, errdefs.ErrConflict)
 	}
 	if err := s.j.add(Undo{Kind: undoImage, Namespace: req.Namespace, ID: req.Name, Intent: time.Now().Add(-time.Second)}); err != nil {
 		return wire.ImageReply{}, err
@@ -761,4 +788,34 @@ func (s *server) networkHook(ctx context.Context) string {
 	}
 	s.log.Info("network hook ran", "hook", hook)
 	return "ok"
+}
+
+// lockImage takes this host's lock for shipping image key (namespace/name), waiting while
+// another migration holds it; closing the file releases it (so does the process's end).
+func lockImage(ctx context.Context, runDir, key string) (*os.File, error) {
+	dir := filepath.Join(runDir, "locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(key))
+	f, err := os.OpenFile(filepath.Join(dir, "image-"+hex.EncodeToString(sum[:8])), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock image %s: %w", key, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

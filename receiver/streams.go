@@ -240,6 +240,17 @@ func (s *server) serveStream(c net.Conn) {
 		// buffered here). The server owns it now.
 		keep = true
 	case wire.StreamBlobs:
+		s.mu.Lock()
+		present := s.imagePresent
+		s.mu.Unlock()
+		if image == nil && present {
+			if !ack() {
+				return
+			}
+			_, _ = io.Copy(io.Discard, dc) // no blobs: the image is here already
+			_ = reply.Send(wire.TypeStream, nil)
+			return
+		}
 		if image == nil {
 			_ = wc.SendError(wire.TypeStream, fmt.Errorf("no image is being shipped: %w", errdefs.ErrProtocol))
 			return
@@ -247,14 +258,21 @@ func (s *server) serveStream(c net.Conn) {
 		if !ack() {
 			return
 		}
-		if err := s.importImage(rt, image, dc); err != nil {
+		err := s.importImage(rt, image, dc)
+		s.mu.Lock()
+		if err == nil {
+			s.image = nil
+		}
+		if s.imageLock != nil {
+			s.imageLock.Close()
+			s.imageLock = nil
+		}
+		s.mu.Unlock()
+		if err != nil {
 			s.streamFailed("image import of "+image.Name, err)
 			_ = reply.SendError(wire.TypeStream, err)
 			return
 		}
-		s.mu.Lock()
-		s.image = nil
-		s.mu.Unlock()
 		_ = reply.Send(wire.TypeStream, nil)
 	case wire.StreamImages:
 		if !ack() {

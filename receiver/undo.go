@@ -103,6 +103,10 @@ func removeOwnImage(ctx context.Context, cfg Config, u Undo) error {
 	if created.Before(u.Intent) {
 		return nil
 	}
+	// Another migration (a drain's) may have found it here and created its container from it.
+	if inUse, err := rt.ImageInUse(ctx, u.ID); err != nil || inUse {
+		return err
+	}
 	return rt.DeleteImage(ctx, u.ID)
 }
 

@@ -131,6 +131,15 @@ func (c *Client) CreateImage(ctx context.Context, name string, target wire.Descr
 	return nil
 }
 
+// ImageInUse says whether a container of the namespace was created from image name.
+func (c *Client) ImageInUse(ctx context.Context, name string) (bool, error) {
+	cs, err := c.c.ContainerService().List(c.with(ctx), fmt.Sprintf("image==%q", name))
+	if err != nil {
+		return false, classify(err, "list the containers of image "+name)
+	}
+	return len(cs) > 0, nil
+}
+
 // ImageCreatedAt is when the image record was created (errdefs.ErrNotFound if there is none).
 func (c *Client) ImageCreatedAt(ctx context.Context, name string) (time.Time, error) {
 	img, err := c.c.ImageService().Get(c.with(ctx), name)
