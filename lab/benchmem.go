@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -31,17 +32,19 @@ type BenchMemResult struct {
 
 // BenchMemRun is one ferry migration.
 type BenchMemRun struct {
-	Strategy    string  `json:"strategy"`
-	MemMiB      int     `json:"mem_mib"`
-	From        string  `json:"from"`
-	To          string  `json:"to"`
-	DowntimeMs  float64 `json:"downtime_ms"`
-	TotalMs     float64 `json:"total_ms"`
-	ResidencyMs float64 `json:"residency_ms,omitempty"`
-	WireBytes   int64   `json:"wire_bytes"`
-	PagesBytes  int64   `json:"pages_bytes"` // bytes of the memory streams (final dump, pre-copy rounds, lazy fill)
-	PreRounds   int     `json:"pre_copy_rounds,omitempty"`
-	LocalBytes  int64   `json:"source_disk_checkpoint_bytes"`
+	Strategy    string          `json:"strategy"`
+	Driver      string          `json:"driver,omitempty"` // the filesystem case: rootfs (writable layer only), rsync or zfs (plus a volume)
+	MemMiB      int             `json:"mem_mib"`
+	From        string          `json:"from"`
+	To          string          `json:"to"`
+	DowntimeMs  float64         `json:"downtime_ms"`
+	TotalMs     float64         `json:"total_ms"`
+	ResidencyMs float64         `json:"residency_ms,omitempty"`
+	WireBytes   int64           `json:"wire_bytes"`
+	PagesBytes  int64           `json:"pages_bytes"` // bytes of the memory streams (final dump, pre-copy rounds, lazy fill)
+	PreRounds   int             `json:"pre_copy_rounds,omitempty"`
+	LocalBytes  int64           `json:"source_disk_checkpoint_bytes"`
+	report      *migrate.Report // while the bench runs
 	// Phases are the migration's own (for the timeline plot).
 	Phases []migrate.Phase `json:"phases,omitempty"`
 }
@@ -67,6 +70,7 @@ type BenchPodmanRun struct {
 // BenchMemSummary is the median of a method at one size.
 type BenchMemSummary struct {
 	Method      string  `json:"method"` // stop-copy, post-copy, pre-copy, podman, raw-ssh
+	Driver      string  `json:"driver,omitempty"`
 	MemMiB      int     `json:"mem_mib"`
 	DowntimeMs  float64 `json:"downtime_ms"`
 	ResidencyMs float64 `json:"residency_ms,omitempty"`
@@ -88,7 +92,14 @@ type BenchMemOptions struct {
 	Repeat     int     // ferry moves per size and strategy (alternating a→b, b→a)
 	DirtyMiBps float64 // how fast the workload rewrites its memory
 	Podman     bool
+	// Drivers are the filesystem cases, each crossed with every size and strategy: "rootfs"
+	// (the writable layer only, by rsync), "rsync" or "zfs" (plus a 16 MiB volume on a plain
+	// directory or on a dataset of the lab's pool; zfs needs ferry-lab up --zfs).
+	Drivers []string
 }
+
+// benchVolumeMiB is the volume a bench workload keeps with the rsync and zfs drivers.
+const benchVolumeMiB = 16
 
 // BenchMem measures ferry's memory strategies and the baselines on the lab (which must be up).
 func BenchMem(ctx context.Context, o BenchMemOptions, progress io.Writer) (*BenchMemResult, error) {
@@ -111,41 +122,28 @@ func BenchMem(ctx context.Context, o BenchMemOptions, progress io.Writer) (*Benc
 	} else {
 		res.Skipped["podman"] = "not asked for"
 	}
+	if len(o.Drivers) == 0 {
+		o.Drivers = []string{"rootfs"}
+	}
+	for _, drv := range o.Drivers {
+		if drv == "zfs" && !ZFSEnabled() {
+			return nil, errors.New("bench-mem --drivers zfs needs the lab up with ZFS: ferry-lab up --zfs")
+		}
+	}
 	for _, mib := range o.SizesMiB {
-		name := fmt.Sprintf("bm-%d", mib)
-		if err := runIn(ctx, a, HelperPath(), HelperCmd, "run", a.Name, name, "--mem", fmt.Sprint(mib), "--dirty", fmt.Sprint(o.DirtyMiBps)); err != nil {
-			return nil, err
-		}
-		at := a
-		runs, err := func() ([]BenchMemRun, error) {
-			var runs []BenchMemRun
-			for _, s := range strategies {
-				for i := 0; i < o.Repeat; i++ {
-					to := b
-					if at == b {
-						to = a
-					}
-					r, err := benchMemMove(ctx, name, mib, s, at, to)
-					if err != nil {
-						return runs, err
-					}
-					at = to
-					runs = append(runs, *r)
-					fmt.Fprintf(progress, "%-9s %5d MiB %s→%s: downtime %6.0f ms, total %6.0f ms, residency %6.0f ms, wire %d bytes\n",
-						s, mib, r.From, r.To, r.DowntimeMs, r.TotalMs, r.ResidencyMs, r.WireBytes)
-				}
+		var all []BenchMemRun
+		for _, drv := range o.Drivers {
+			runs, err := benchMemDriver(ctx, o, strategies, drv, mib, progress)
+			if err != nil {
+				return nil, fmt.Errorf("%d MiB, %s: %w", mib, drv, err)
 			}
-			return runs, nil
-		}()
-		_ = runIn(ctx, at, HelperPath(), HelperCmd, "rm", name)
-		if err != nil {
-			return nil, fmt.Errorf("%d MiB: %w", mib, err)
+			all = append(all, runs...)
 		}
-		res.Runs = append(res.Runs, runs...)
-		// The link's time for the bytes the stop-and-copy moves sent (its median).
+		res.Runs = append(res.Runs, all...)
+		// The link's time for the bytes the stop-and-copy moves of the first case sent (median).
 		var wire []float64
-		for _, r := range runs {
-			if r.Strategy == "stop-copy" {
+		for _, r := range all {
+			if r.Strategy == "stop-copy" && r.Driver == o.Drivers[0] {
 				wire = append(wire, float64(r.WireBytes))
 			}
 		}
@@ -170,6 +168,63 @@ func BenchMem(ctx context.Context, o BenchMemOptions, progress io.Writer) (*Benc
 	}
 	res.summarize()
 	return res, nil
+}
+
+// benchMemDriver moves one workload of mib MiB with each strategy, repeat times, a ↔ b.
+func benchMemDriver(ctx context.Context, o BenchMemOptions, strategies []string, drv string, mib int, progress io.Writer) ([]BenchMemRun, error) {
+	a, b := Hosts[0], Hosts[1]
+	name := fmt.Sprintf("bm-%d-%s", mib, drv)
+	args := []string{"run", a.Name, name, "--mem", fmt.Sprint(mib), "--dirty", fmt.Sprint(o.DirtyMiBps)}
+	path := "/srv/" + name
+	switch drv {
+	case "rootfs":
+	case "rsync":
+		args = append(args, "--volume", path, "--volume-mib", fmt.Sprint(benchVolumeMiB))
+	case "zfs":
+		args = append(args, "--volume", path+":zfs", "--volume-mib", fmt.Sprint(benchVolumeMiB))
+	default:
+		return nil, fmt.Errorf("unknown filesystem case %q (rootfs, rsync, zfs)", drv)
+	}
+	defer func() { // the container, then every copy of its volume
+		for _, h := range Hosts {
+			_ = runIn(ctx, h, HelperPath(), HelperCmd, "rm", name)
+			if drv != "rootfs" {
+				_ = runIn(ctx, h, "sh", "-c", fmt.Sprintf("if command -v zfs >/dev/null; then for d in $(zfs list -H -o name -r %s 2>/dev/null | grep -- '%s'); do zfs destroy -r $d; done; fi; rm -rf %s", Pool, name, path))
+			}
+		}
+	}()
+	if err := runIn(ctx, a, append([]string{HelperPath(), HelperCmd}, args...)...); err != nil {
+		return nil, err
+	}
+	at := a
+	{
+		runs, err := func() ([]BenchMemRun, error) {
+			var runs []BenchMemRun
+			for _, s := range strategies {
+				for i := 0; i < o.Repeat; i++ {
+					to := b
+					if at == b {
+						to = a
+					}
+					r, err := benchMemMove(ctx, name, mib, s, at, to)
+					if err != nil {
+						return runs, err
+					}
+					r.Driver = drv
+					if d := planDriver(r.report); drv != "rootfs" && d != drv {
+						return runs, fmt.Errorf("the volume moved with %q, not %s: %s", d, drv, planReason(r.report))
+					}
+					r.report = nil
+					at = to
+					runs = append(runs, *r)
+					fmt.Fprintf(progress, "%-9s %-6s %5d MiB %s→%s: downtime %6.0f ms, total %6.0f ms, residency %6.0f ms, wire %d bytes\n",
+						s, drv, mib, r.From, r.To, r.DowntimeMs, r.TotalMs, r.ResidencyMs, r.WireBytes)
+				}
+			}
+			return runs, nil
+		}()
+		return runs, err
+	}
 }
 
 func lastLine(s string) string {
@@ -202,7 +257,7 @@ func benchMemMove(ctx context.Context, name string, mib int, strategy string, fr
 		return nil, fmt.Errorf("after the %s move: %w", strategy, err)
 	}
 	r := &BenchMemRun{Strategy: strategy, MemMiB: mib, From: from.Name, To: to.Name, DowntimeMs: rep.DowntimeMs,
-		TotalMs: rep.TotalMs, ResidencyMs: rep.ResidencyMs, WireBytes: rep.WireBytes, LocalBytes: rep.CRIU.LocalBytes, Phases: rep.Phases}
+		TotalMs: rep.TotalMs, ResidencyMs: rep.ResidencyMs, WireBytes: rep.WireBytes, LocalBytes: rep.CRIU.LocalBytes, Phases: rep.Phases, report: rep}
 	for _, s := range rep.Streams {
 		if s.Name == "pages" || strings.HasPrefix(s.Name, "pre-") {
 			r.PagesBytes += s.Bytes
@@ -343,8 +398,8 @@ func PodmanCleanup(ctx context.Context) {
 func (r *BenchMemResult) summarize() {
 	r.Summary, r.Goals = nil, nil
 	type key struct {
-		method string
-		mib    int
+		method, driver string
+		mib            int
 	}
 	dt, res, by := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	var keys []key
@@ -359,38 +414,42 @@ func (r *BenchMemResult) summarize() {
 		by[k] = append(by[k], b)
 	}
 	for _, x := range r.Runs {
-		add(key{x.Strategy, x.MemMiB}, x.DowntimeMs, x.ResidencyMs, float64(x.WireBytes))
+		add(key{x.Strategy, x.Driver, x.MemMiB}, x.DowntimeMs, x.ResidencyMs, float64(x.WireBytes))
 	}
 	for _, x := range r.Link {
-		add(key{"raw-ssh", x.MemMiB}, x.Ms, 0, float64(x.Bytes))
+		add(key{"raw-ssh", "", x.MemMiB}, x.Ms, 0, float64(x.Bytes))
 	}
 	for _, x := range r.Podman {
-		add(key{"podman", x.MemMiB}, x.DowntimeMs, 0, float64(x.ArchiveBytes))
+		add(key{"podman", "", x.MemMiB}, x.DowntimeMs, 0, float64(x.ArchiveBytes))
 	}
 	med := map[key]float64{}
 	for _, k := range keys {
 		med[k] = median(dt[k])
-		r.Summary = append(r.Summary, BenchMemSummary{Method: k.method, MemMiB: k.mib, DowntimeMs: med[k],
+		r.Summary = append(r.Summary, BenchMemSummary{Method: k.method, Driver: k.driver, MemMiB: k.mib, DowntimeMs: med[k],
 			ResidencyMs: median(res[k]), Bytes: int64(median(by[k]))})
 	}
 	if len(r.SizesMiB) == 0 {
 		return
 	}
 	big := slices.Max(r.SizesMiB)
-	sc, raw := med[key{"stop-copy", big}], med[key{"raw-ssh", big}]
+	drv := "" // the goals are about the first filesystem case (rootfs: the writable layer only)
+	if len(r.Runs) > 0 {
+		drv = r.Runs[0].Driver
+	}
+	sc, raw := med[key{"stop-copy", drv, big}], med[key{"raw-ssh", "", big}]
 	if sc > 0 && raw > 0 {
 		limit := 1.5*raw + 500
 		r.Goals = append(r.Goals, BenchGoal{Goal: fmt.Sprintf("stop-copy downtime at %d MiB ≤ 1.5 × raw SSH time + 500 ms", big),
 			Measured: fmt.Sprintf("%.0f ms vs 1.5 × %.0f + 500 = %.0f ms", sc, raw, limit), Value: sc, Limit: limit, Met: sc <= limit})
 	}
-	if pm := med[key{"podman", big}]; sc > 0 && pm > 0 {
+	if pm := med[key{"podman", "", big}]; sc > 0 && pm > 0 {
 		x := pm / sc
 		r.Goals = append(r.Goals, BenchGoal{Goal: fmt.Sprintf("stop-copy downtime at %d MiB ≥ 5× below Podman's", big),
 			Measured: fmt.Sprintf("Podman %.0f ms / ferry %.0f ms = %.1f×", pm, sc, x), Value: x, Limit: 5, Met: x >= 5})
 	}
 	var pc []float64
 	for _, mib := range r.SizesMiB {
-		if d, ok := med[key{"post-copy", mib}]; ok {
+		if d, ok := med[key{"post-copy", drv, mib}]; ok {
 			pc = append(pc, d)
 		}
 	}
@@ -406,7 +465,7 @@ func (r *BenchMemResult) summarize() {
 // Markdown renders the medians and the goals.
 func (r *BenchMemResult) Markdown() string {
 	var b strings.Builder
-	b.WriteString("| method | RSS | downtime (median) | time to full residency | bytes |\n|---|---|---|---|---|\n")
+	b.WriteString("| method | filesystem | RSS | downtime (median) | time to full residency | bytes |\n|---|---|---|---|---|---|\n")
 	for _, s := range r.Summary {
 		rs := "—"
 		if s.ResidencyMs > 0 {
@@ -416,7 +475,13 @@ func (r *BenchMemResult) Markdown() string {
 		if name == "raw-ssh" {
 			name = "raw SSH link (same bytes as stop-copy)"
 		}
-		fmt.Fprintf(&b, "| %s | %d MiB | %.0f ms | %s | %d |\n", name, s.MemMiB, s.DowntimeMs, rs, s.Bytes)
+		fs := s.Driver
+		if fs == "" {
+			fs = "—"
+		} else if fs != "rootfs" {
+			fs = fmt.Sprintf("rootfs + %d MiB volume (%s)", benchVolumeMiB, fs)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d MiB | %.0f ms | %s | %d |\n", name, fs, s.MemMiB, s.DowntimeMs, rs, s.Bytes)
 	}
 	b.WriteString("\n| goal | measured | met |\n|---|---|---|\n")
 	for _, g := range r.Goals {

@@ -58,6 +58,9 @@ func downtimeSeries(r *BenchMemResult) map[string]plotter.XYs {
 		if name == "podman" {
 			name = "Podman checkpoint/export → scp → restore/import"
 		}
+		if s.Driver == "rsync" || s.Driver == "zfs" {
+			name += " + volume by " + s.Driver
+		}
 		series[name] = append(series[name], plotter.XY{X: float64(s.MemMiB), Y: s.DowntimeMs / 1000})
 	}
 	for _, xy := range series {
@@ -101,7 +104,7 @@ func timelineRun(r *BenchMemResult) *BenchMemRun {
 	var runs []*BenchMemRun
 	for i := range r.Runs {
 		run := &r.Runs[i]
-		if run.Strategy != migrate.StopCopy || len(run.Phases) == 0 {
+		if run.Strategy != migrate.StopCopy || len(run.Phases) == 0 || (run.Driver != "" && run.Driver != "rootfs") {
 			continue
 		}
 		if len(runs) > 0 && run.MemMiB > runs[0].MemMiB {

@@ -302,6 +302,7 @@ prints a Markdown table of medians and the goals.`,
 	cmd.Flags().IntVar(&o.Repeat, "repeat", 3, "measured moves per size and strategy")
 	cmd.Flags().Float64Var(&o.DirtyMiBps, "dirty", 1, "MiB/s the workload rewrites")
 	cmd.Flags().BoolVar(&o.Podman, "podman", true, "also measure Podman's pipeline (needs podman)")
+	cmd.Flags().StringSliceVar(&o.Drivers, "drivers", []string{"rootfs"}, "filesystem cases crossed with sizes and strategies: rootfs (writable layer only), rsync, zfs (plus a 16 MiB volume; zfs needs ferry-lab up --zfs)")
 	return cmd
 }
 
