@@ -99,3 +99,43 @@ func norm(s string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestBenchLink: `ferry bench b` sends the same bytes through ferry's stream, a plain OpenSSH
+// pipe and rsync, and estimates stop-copy's downtime from ferry's rate; nothing is left on b.
+func TestBenchLink(t *testing.T) {
+	requireLab(t)
+	r := lab(t, "exec", "a", "--", "ferry", "bench", "b", "--bytes", "16M", "--output", "json")
+	if r.code != 0 {
+		t.Fatalf("ferry bench: exit %d: %s", r.code, r.stderr)
+	}
+	var rep struct {
+		Bytes   int64 `json:"bytes"`
+		Methods []struct {
+			Method  string  `json:"method"`
+			Ms      float64 `json:"ms"`
+			MBps    float64 `json:"mb_per_s"`
+			Skipped string  `json:"skipped"`
+		} `json:"methods"`
+		Estimates []struct {
+			MemoryMiB  int     `json:"memory_mib"`
+			DowntimeMs float64 `json:"downtime_ms"`
+		} `json:"stop_copy_estimates"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("no JSON (%v): %s", err, r.stdout)
+	}
+	if rep.Bytes != 16<<20 || len(rep.Methods) != 3 || len(rep.Estimates) != 3 {
+		t.Fatalf("report: %+v", rep)
+	}
+	for i, m := range rep.Methods {
+		if m.Method != []string{"ferry-stream", "openssh", "rsync"}[i] || m.Skipped != "" || m.Ms <= 0 || m.MBps <= 0 {
+			t.Errorf("method %d: %+v", i, m)
+		}
+	}
+	if !(rep.Estimates[0].DowntimeMs < rep.Estimates[1].DowntimeMs && rep.Estimates[1].DowntimeMs < rep.Estimates[2].DowntimeMs) {
+		t.Errorf("estimates do not grow with memory: %+v", rep.Estimates)
+	}
+	if out := mustLab(t, "exec", "b", "--", "sh", "-c", "ls -d /tmp/ferry-bench-* 2>/dev/null || true"); strings.TrimSpace(out) != "" {
+		t.Errorf("ferry bench left %s on b", out)
+	}
+}

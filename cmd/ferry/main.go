@@ -118,7 +118,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.config, "config", config.DefaultPath, "configuration file: defaults for the flags (identity, known_hosts, namespace, strategy, max_downtime, compress, bwlimit, concurrency, receiver_command)")
 	root.PersistentFlags().StringVarP(&g.namespace, "namespace", "n", "default", "containerd namespace")
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "log progress (-vv: debug)")
-	root.AddCommand(newMigrate(g), newDrain(g), newCheck(g), newRecover(g), newVersion())
+	root.AddCommand(newMigrate(g), newDrain(g), newCheck(g), newBench(g), newRecover(g), newVersion())
 	return root
 }
 
