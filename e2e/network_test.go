@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
@@ -19,6 +20,19 @@ func fromSwitch(t *testing.T, argv ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", switchNS}, argv...)...).CombinedOutput()
 	return string(out), err
+}
+
+// runNet starts a networked lab container on a (ferry-lab run a NAME --net ARGS…), removes it
+// from both hosts when the test ends, and returns its address.
+func runNet(t *testing.T, name string, args ...string) netip.Addr {
+	t.Helper()
+	mustLab(t, append([]string{"run", "a", name, "--net"}, args...)...)
+	t.Cleanup(func() { lab(t, "rm", "a", name); lab(t, "rm", "b", name) })
+	ip, ok := ferrylab.ContainerIP(name)
+	if !ok {
+		t.Fatalf("the lab recorded no address for %s", name)
+	}
+	return ip
 }
 
 // TestLabContainerNetwork: a container run with --net has its own network namespace on its
@@ -63,12 +77,7 @@ func TestLabContainerNetwork(t *testing.T) {
 // preflight with nothing changed.
 func TestNetworkMovesWithTheContainer(t *testing.T) {
 	requireLab(t)
-	mustLab(t, "run", "a", "netm", "--mem", "16", "--net")
-	defer func() { lab(t, "rm", "a", "netm"); lab(t, "rm", "b", "netm") }()
-	ip, ok := ferrylab.ContainerIP("netm")
-	if !ok {
-		t.Fatal("the lab recorded no address for netm")
-	}
+	ip := runNet(t, "netm", "--mem", "16")
 	ns := ferrylab.ContainerNetns("netm")
 	hasNetns := func(host string) bool {
 		return strings.Contains(mustLab(t, "exec", host, "--", "ip", "netns", "list"), ns)
@@ -146,12 +155,7 @@ func TestNetworkMovesWithTheContainer(t *testing.T) {
 // commit the container answers from b; after a rolled-back move it answers from a again.
 func TestNetworkLockedUntilCommit(t *testing.T) {
 	requireLab(t)
-	mustLab(t, "run", "a", "netl", "--mem", "16", "--net")
-	defer func() { lab(t, "rm", "a", "netl"); lab(t, "rm", "b", "netl") }()
-	ip, ok := ferrylab.ContainerIP("netl")
-	if !ok {
-		t.Fatal("the lab recorded no address for netl")
-	}
+	ip := runNet(t, "netl", "--mem", "16")
 	ping := "busybox ping -c 1 -W 1 " + ip.String()
 	fromSwitchOK := func() bool { _, err := fromSwitch(t, "sh", "-c", ping); return err == nil }
 	fromHostOK := func(h string) bool { return lab(t, "exec", h, "--", "sh", "-c", ping).code == 0 }

@@ -18,8 +18,7 @@ import (
 func TestRedisSurvives(t *testing.T) {
 	requireLab(t)
 	const keys = 20000
-	mustLab(t, "run", "a", "rds", "--net", "--redis")
-	defer func() { lab(t, "rm", "a", "rds"); lab(t, "rm", "b", "rds") }()
+	runNet(t, "rds", "--redis")
 	addr, err := ferrylab.RedisAddr("rds")
 	if err != nil {
 		t.Fatal(err)

@@ -115,12 +115,7 @@ func (s *session) end() (int, time.Duration, error) {
 // an answer is the client-observed downtime (logged, not asserted).
 func TestTCPConnectionSurvives(t *testing.T) {
 	requireLab(t)
-	mustLab(t, "run", "a", "tcpw", "--mem", "16", "--net", "--sessions")
-	defer func() { lab(t, "rm", "a", "tcpw"); lab(t, "rm", "b", "tcpw") }()
-	ip, ok := ferrylab.ContainerIP("tcpw")
-	if !ok {
-		t.Fatal("the lab recorded no address for tcpw")
-	}
+	ip := runNet(t, "tcpw", "--mem", "16", "--sessions")
 	s := startSession(t, net.JoinHostPort(ip.String(), strconv.Itoa(ferrylab.SessionPort)))
 	s.waitAnswers(t, 3)
 	from, to := "a", "b"

@@ -133,9 +133,9 @@ func runBench(ctx context.Context, g *globalFlags, f *hostFlags, dest string, n 
 	return r, nil
 }
 
-// sshCmd runs remote on the target with OpenSSH, with the same identity, known_hosts and port
-// as ferry's own connection; local (a shell pipeline's head, or "") feeds its stdin.
-func sshCmd(ctx context.Context, f *hostFlags, ep transport.Endpoint, local, remote string) *exec.Cmd {
+// sshOptions are OpenSSH's options for the target with the same identity, known_hosts and port
+// as ferry's own connection, and the destination.
+func sshOptions(f *hostFlags, ep transport.Endpoint) []string {
 	args := []string{"-o", "BatchMode=yes", "-o", "Compression=no", "-p", strconv.Itoa(ep.Port)}
 	for _, i := range f.identities {
 		args = append(args, "-i", i)
@@ -143,27 +143,31 @@ func sshCmd(ctx context.Context, f *hostFlags, ep transport.Endpoint, local, rem
 	for _, k := range f.knownHosts {
 		args = append(args, "-o", "UserKnownHostsFile="+k)
 	}
-	target := ep.Host
-	if ep.User != "" {
-		target = ep.User + "@" + ep.Host
-	}
-	quoted := make([]string, 0, len(args)+2)
-	for _, a := range append(args, target, remote) {
-		quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
-	}
-	return exec.CommandContext(ctx, "sh", "-c", local+"ssh "+strings.Join(quoted, " "))
+	return args
 }
 
-// rsyncOverSSH is the -e argument that makes rsync use the same SSH settings.
-func rsyncOverSSH(f *hostFlags, ep transport.Endpoint) string {
-	e := fmt.Sprintf("ssh -o BatchMode=yes -o Compression=no -p %d", ep.Port)
-	for _, i := range f.identities {
-		e += " -i " + i
+// destination is [user@]host for OpenSSH and rsync.
+func destination(ep transport.Endpoint) string {
+	if ep.User != "" {
+		return ep.User + "@" + ep.Host
 	}
-	for _, k := range f.knownHosts {
-		e += " -o UserKnownHostsFile=" + k
+	return ep.Host
+}
+
+// shellQuote quotes each word for sh.
+func shellQuote(words ...string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 	}
-	return e
+	return strings.Join(q, " ")
+}
+
+// sshCmd runs remote on the target with OpenSSH; local (a shell pipeline's head, or "") feeds
+// its stdin.
+func sshCmd(ctx context.Context, f *hostFlags, ep transport.Endpoint, local, remote string) *exec.Cmd {
+	args := append(sshOptions(f, ep), destination(ep), remote)
+	return exec.CommandContext(ctx, "sh", "-c", local+"ssh "+shellQuote(args...))
 }
 
 func timed(method string, n int64, run func() error) linkBenchMethod {
@@ -191,13 +195,9 @@ func rsyncBench(ctx context.Context, f *hostFlags, ep transport.Endpoint, n int6
 		return linkBenchMethod{Method: "rsync", Skipped: "write the test file: " + err.Error()}
 	}
 	remote := fmt.Sprintf("/tmp/ferry-bench-%d", os.Getpid())
-	target := ep.Host
-	if ep.User != "" {
-		target = ep.User + "@" + ep.Host
-	}
 	defer func() { _ = sshCmd(context.WithoutCancel(ctx), f, ep, "", "rm -rf "+remote).Run() }()
 	return timed("rsync", n, func() error {
-		out, err := exec.CommandContext(ctx, "rsync", "-a", "-e", rsyncOverSSH(f, ep), dir+"/", target+":"+remote+"/").CombinedOutput()
+		out, err := exec.CommandContext(ctx, "rsync", "-a", "-e", "ssh "+shellQuote(sshOptions(f, ep)...), dir+"/", destination(ep)+":"+remote+"/").CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/ferry-project/ferry/internal/hostinfo"
 	"github.com/ferry-project/ferry/migrate"
@@ -47,13 +48,12 @@ or HOST unreachable.`,
 			return runCheck(cmd.Context(), g, f, args)
 		},
 	}
+	// A container's preflight takes migrate's defaults for everything check does not offer.
+	f.addMoveFlags(pflag.NewFlagSet("migrate defaults", pflag.ContinueOnError))
 	fl := cmd.Flags()
 	fl.StringVarP(&f.output, "output", "o", "text", "text or json")
 	fl.DurationVar(&f.maxDowntime, "max-downtime", migrate.DefaultMaxDowntime, "the downtime auto allows stop-copy")
 	f.hostFlags.add(fl)
-	f.strategy = migrate.Auto
-	f.precopyRounds, f.precopyGoal, f.precopyGrowth = migrate.DefaultPreCopyRule.MaxRounds, "16M", migrate.DefaultPreCopyRule.MaxGrowth
-	f.compress, f.bwlimit = wire.CompressNone, "0"
 	return cmd
 }
 
