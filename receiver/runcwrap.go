@@ -11,19 +11,24 @@ import (
 	"github.com/ferry-project/ferry/runtime"
 )
 
-// runcWrapper is the runc a task restored with options containerd's shim cannot pass (lazy
-// pages for post-copy, established TCP connections) runs through: for `runc restore` it adds the options listed in
-// runc-restore-flags next to the image directory; everything else goes to runc unchanged. The
-// shim keeps calling it for the task's whole life, so it is a plain script that ferry never
-// removes.
+// runcWrapper is the runc a task ferry restores runs through, for options containerd's shim
+// cannot pass: for `runc restore` it adds the runc options listed in runc-restore-flags next to
+// the image directory (lazy pages for post-copy, established TCP connections), and points CRIU
+// at criu-restore.conf there (CRIU options runc has no flag for: network-lock skip); everything
+// else goes to runc unchanged. The shim keeps calling it for the task's whole life, so it is a
+// plain script that ferry never removes.
 const runcWrapper = `#!/bin/bash
-# Installed by ferry-receiver. Containers restored by ferry with options containerd cannot pass
-# (post-copy) call runc through this script: keep it while they run.
-img= prev=
-for a in "$@"; do [ "$prev" = --image-path ] && img=$a; prev=$a; done
+# Installed by ferry-receiver. Containers restored by ferry call runc through this script, for
+# options containerd cannot pass: keep it while they run.
+img= prev= restore=
+for a in "$@"; do [ "$prev" = --image-path ] && img=$a; [ "$a" = restore ] && restore=1; prev=$a; done
 extra=()
 if [ -n "$img" ] && [ -f "$img/../runc-restore-flags" ]; then
   mapfile -t extra < "$img/../runc-restore-flags"
+fi
+# CRIU options runc has no flag for: CRIU reads this file after its defaults, before runc's.
+if [ -n "$restore" ] && [ -n "$img" ] && [ -f "$img/../criu-restore.conf" ]; then
+  export CRIU_CONFIG_FILE="$img/../criu-restore.conf"
 fi
 args=()
 for a in "$@"; do
@@ -60,12 +65,24 @@ func writeRestoreFlags(imagesDir string, flags []string) error {
 			return fmt.Errorf("runc restore option %q is not one ferry uses", f)
 		}
 	}
-	return os.WriteFile(filepath.Join(filepath.Dir(imagesDir), "runc-restore-flags"), []byte(strings.Join(flags, "\n")+"\n"), 0o600)
+	var b []byte
+	for _, f := range flags {
+		b = append(b, f+"\n"...)
+	}
+	return os.WriteFile(filepath.Join(filepath.Dir(imagesDir), "runc-restore-flags"), b, 0o600)
 }
+
+// criuRestoreConf is the CRIU configuration of a restore through the wrapper. network-lock
+// skip: a moved network is locked by ferry itself from prepare until the commit
+// (network.Lock); any other container's namespace is recreated empty by runc, so there is
+// nothing for CRIU's lock to hold, and its unlock (iptables-restore run up to five times) was
+// 70 ms of downtime on the lab.
+const criuRestoreConf = "network-lock skip\n"
 
 // restoreFlags asks runc restore, through the wrapper, for what containerd cannot pass:
 // --lazy-pages for post-copy, --tcp-established when the container's network moved with it
-// (same addresses: its connections can live on). Called with s.mu held.
+// (same addresses: its connections can live on), and criuRestoreConf. A container naming its own
+// runc binary keeps it (and CRIU's network lock) when it needs no runc flag. Called with s.mu held.
 func (s *server) restoreFlags(lazy bool, ro *runtime.RestoreOptions) error {
 	var flags []string
 	if lazy {
@@ -74,10 +91,10 @@ func (s *server) restoreFlags(lazy bool, ro *runtime.RestoreOptions) error {
 	if s.rec.Network != nil {
 		flags = append(flags, "--tcp-established")
 	}
-	if len(flags) == 0 {
-		return nil
-	}
 	if runtime.CustomRunc(s.rec) {
+		if len(flags) == 0 {
+			return nil
+		}
 		return fmt.Errorf("the container names its own runc binary; restoring with %s needs ferry's runc wrapper: %w", strings.Join(flags, " "), errdefs.ErrUnsupported)
 	}
 	wrapper, err := installRuncWrapper(s.cfg.StateDir)
@@ -85,6 +102,9 @@ func (s *server) restoreFlags(lazy bool, ro *runtime.RestoreOptions) error {
 		return err
 	}
 	if err := writeRestoreFlags(s.imagesDir, flags); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(s.imagesDir), "criu-restore.conf"), []byte(criuRestoreConf), 0o600); err != nil {
 		return err
 	}
 	ro.BinaryName = wrapper
