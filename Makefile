@@ -74,14 +74,15 @@ bench-fs: build
 	$(BIN)/ferry-lab bench-fs --out bench/results/fs.json | tee bench/results/fs.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
 
 ## bench-mem: memory strategies at 64/256/1024 MiB × filesystem (the writable layer by rsync; plus
-## a zfs volume) vs the raw SSH link and Podman's checkpoint/restore pipeline (installs podman;
-## JSON in bench/results/mem.json, a table on stdout)
+## a volume on a plain directory by rsync; plus a zfs volume by zfs send) vs the raw SSH link (into
+## /dev/null and into a file) and Podman's checkpoint/restore pipeline (installs podman; JSON in
+## bench/results/mem.json, a table on stdout)
 bench-mem: build
 	FERRY_BENCH=1 bash scripts/deps.sh
 	mkdir -p bench/results
 	-$(BIN)/ferry-lab down >/dev/null 2>&1
 	$(BIN)/ferry-lab up --zfs
-	$(BIN)/ferry-lab bench-mem --drivers rootfs,zfs --out bench/results/mem.json | tee bench/results/mem.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
+	$(BIN)/ferry-lab bench-mem --drivers rootfs,rsync,zfs --out bench/results/mem.json | tee bench/results/mem.md; s=$${PIPESTATUS[0]}; $(BIN)/ferry-lab down; exit $$s
 
 ## bench-redis: client-observed downtime (the longest gap between two answers on one connection)
 ## of a Redis container with 10k and 1M keys, per strategy (JSON in bench/results/redis.json)

@@ -23,7 +23,7 @@ type BenchMemResult struct {
 	SizesMiB   []int             `json:"sizes_mib"`
 	DirtyMiBps float64           `json:"dirty_mib_per_s"`
 	Runs       []BenchMemRun     `json:"runs"`    // one per ferry migration
-	Link       []BenchLinkRun    `json:"link"`    // raw SSH: the same bytes through `ssh … cat >/dev/null`
+	Link       []BenchLinkRun    `json:"link"`    // raw SSH: the same bytes through `ssh … cat`, into /dev/null and into a file on b
 	Podman     []BenchPodmanRun  `json:"podman"`  // the baseline pipeline
 	Skipped    map[string]string `json:"skipped"` // strategy or baseline → why it did not run here
 	Summary    []BenchMemSummary `json:"summary"` // medians per size and method
@@ -54,7 +54,14 @@ type BenchLinkRun struct {
 	MemMiB int     `json:"mem_mib"`
 	Bytes  int64   `json:"bytes"`
 	Ms     float64 `json:"ms"`
+	// Into is where the bytes went on b: "/dev/null" (the link alone) or "file" (a file in b's
+	// /var/lib/ferry, where the receiver keeps images: the bytes also land in b's memory, as
+	// every checkpoint's pages must before a restore).
+	Into string `json:"into"`
 }
+
+// linkFile is the raw-SSH-into-a-file baseline's file on b: the receiver's state directory.
+const linkFile = "/var/lib/ferry/bench-link.tmp"
 
 // BenchPodmanRun is Podman's pipeline for one container: the container is stopped from the start
 // of the checkpoint to the end of the restore, so that sum is its downtime.
@@ -149,12 +156,14 @@ func BenchMem(ctx context.Context, o BenchMemOptions, progress io.Writer) (*Benc
 		}
 		bytes := int64(median(wire))
 		for i := 0; i < 3; i++ {
-			ms, err := rawSSH(ctx, a, b, bytes)
-			if err != nil {
-				return nil, err
+			for _, into := range []string{"/dev/null", "file"} {
+				ms, err := rawSSH(ctx, a, b, bytes, into)
+				if err != nil {
+					return nil, err
+				}
+				res.Link = append(res.Link, BenchLinkRun{MemMiB: mib, Bytes: bytes, Ms: ms, Into: into})
+				fmt.Fprintf(progress, "raw-ssh   %5d MiB a→b into %s: %d bytes in %.0f ms\n", mib, into, bytes, ms)
 			}
-			res.Link = append(res.Link, BenchLinkRun{MemMiB: mib, Bytes: bytes, Ms: ms})
-			fmt.Fprintf(progress, "raw-ssh   %5d MiB a→b: %d bytes in %.0f ms\n", mib, bytes, ms)
 		}
 		if o.Podman {
 			p, err := benchPodman(ctx, mib, o.DirtyMiBps)
@@ -270,12 +279,18 @@ func benchMemMove(ctx context.Context, name string, mib int, strategy string, fr
 }
 
 // rawSSH times `bytes` bytes from host a to host b through OpenSSH (aes128-gcm, no compression)
-// into cat >/dev/null: the link's limit for that many bytes.
-func rawSSH(ctx context.Context, a, b Host, bytes int64) (float64, error) {
-	script := fmt.Sprintf("head -c %d /dev/zero | ssh -o BatchMode=yes -o Compression=no -c aes128-gcm@openssh.com %s 'cat >/dev/null'", bytes, b.Addr)
+// into cat: with into "/dev/null" the link's limit for that many bytes; with "file" into
+// linkFile, so the bytes also land in b's memory (page cache), as a checkpoint's pages do.
+func rawSSH(ctx context.Context, a, b Host, bytes int64, into string) (float64, error) {
+	dst := "/dev/null"
+	if into == "file" {
+		dst = linkFile
+		defer func() { _ = runIn(context.WithoutCancel(ctx), b, "rm", "-f", linkFile) }()
+	}
+	script := fmt.Sprintf("head -c %d /dev/zero | ssh -o BatchMode=yes -o Compression=no -c aes128-gcm@openssh.com %s 'cat >%s'", bytes, b.Addr, dst)
 	t := time.Now()
 	if err := runIn(ctx, a, "sh", "-c", script); err != nil {
-		return 0, fmt.Errorf("raw ssh: %w", err)
+		return 0, fmt.Errorf("raw ssh into %s: %w", into, err)
 	}
 	return float64(time.Since(t).Microseconds()) / 1000, nil
 }
@@ -417,7 +432,11 @@ func (r *BenchMemResult) summarize() {
 		add(key{x.Strategy, x.Driver, x.MemMiB}, x.DowntimeMs, x.ResidencyMs, float64(x.WireBytes))
 	}
 	for _, x := range r.Link {
-		add(key{"raw-ssh", "", x.MemMiB}, x.Ms, 0, float64(x.Bytes))
+		m := "raw-ssh"
+		if x.Into == "file" {
+			m = "raw-ssh-file"
+		}
+		add(key{m, "", x.MemMiB}, x.Ms, 0, float64(x.Bytes))
 	}
 	for _, x := range r.Podman {
 		add(key{"podman", "", x.MemMiB}, x.DowntimeMs, 0, float64(x.ArchiveBytes))
@@ -462,6 +481,19 @@ func (r *BenchMemResult) summarize() {
 	}
 }
 
+// methodLabel names a summary's method for tables and plots.
+func methodLabel(method string) string {
+	switch method {
+	case "raw-ssh":
+		return "raw SSH into /dev/null (link limit, same bytes as stop-copy)"
+	case "raw-ssh-file":
+		return "raw SSH into a file on the target (same bytes)"
+	case "podman":
+		return "Podman checkpoint --export → ssh → restore --import"
+	}
+	return method
+}
+
 // Markdown renders the medians and the goals.
 func (r *BenchMemResult) Markdown() string {
 	var b strings.Builder
@@ -471,10 +503,7 @@ func (r *BenchMemResult) Markdown() string {
 		if s.ResidencyMs > 0 {
 			rs = fmt.Sprintf("%.0f ms", s.ResidencyMs)
 		}
-		name := s.Method
-		if name == "raw-ssh" {
-			name = "raw SSH link (same bytes as stop-copy)"
-		}
+		name := methodLabel(s.Method)
 		fs := s.Driver
 		if fs == "" {
 			fs = "—"

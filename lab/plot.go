@@ -51,13 +51,7 @@ func Plot(memJSON, dir string) ([]string, error) {
 func downtimeSeries(r *BenchMemResult) map[string]plotter.XYs {
 	series := map[string]plotter.XYs{}
 	for _, s := range r.Summary {
-		name := s.Method
-		if name == "raw-ssh" {
-			name = "raw SSH, same bytes (link limit)"
-		}
-		if name == "podman" {
-			name = "Podman checkpoint/export → scp → restore/import"
-		}
+		name := methodLabel(s.Method)
 		if s.Driver == "rsync" || s.Driver == "zfs" {
 			name += " + volume by " + s.Driver
 		}
