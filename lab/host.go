@@ -163,6 +163,7 @@ func setupScript(hs []hierarchy, h Host) (string, error) {
 	}
 	for _, d := range privateDirs {
 		if d.Tmpfs {
+			w("mkdir -p %s", d.Path) // under /run: in the host's new tmpfs
 			w("mount -t tmpfs -o nosuid,nodev,mode=%o tmpfs %s", d.Mode, d.Path)
 		} else {
 			w("mount --bind %s %s", filepath.Join(h.rootDir(), d.Path), d.Path)

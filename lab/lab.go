@@ -69,6 +69,10 @@ type privateDir struct {
 }
 
 var privateDirs = []privateDir{
+	// A host's /run is a tmpfs of its own, as on any systemd host (this machine's /run is part
+	// of its root filesystem). CRIU keeps its kernel-feature probe in /run/criu.kdat only on a
+	// tmpfs; without it every CRIU run probes again (~30 ms, several times per move).
+	{Path: "/run", Tmpfs: true, Mode: 0o755},
 	{Path: "/var/lib/containerd", Mode: 0o711},
 	{Path: "/run/containerd", Tmpfs: true, Mode: 0o711},
 	{Path: "/var/lib/ferry", Mode: 0o700},
