@@ -32,6 +32,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
 	"github.com/ferry-project/ferry/checkpoint"
@@ -417,19 +418,22 @@ func (m *run) run(ctx context.Context) (err error) {
 	}
 	// The final filesystem sync runs beside the dump: both only read the frozen container, and
 	// neither needs the other, so the downtime pays for the longer of the two, not their sum.
+	// The mounts sync side by side too (the writable layer and each volume): each final pass
+	// is mostly round trips and process start-up, so in a row they would add up.
 	fsCtx, fsCancel := context.WithCancel(ctx)
 	defer fsCancel()
 	fsFinal := make(chan error, 1)
 	go func() {
 		fsFinal <- m.phase("fs-final", func() error {
+			g, gctx := errgroup.WithContext(fsCtx)
 			for _, pm := range mounts {
-				st, err := pm.driver.FinalSync(fsCtx, pm.mount)
-				m.rep.addStream(pm.Name+"-final", st.Bytes)
-				if err != nil {
+				g.Go(func() error {
+					st, err := pm.driver.FinalSync(gctx, pm.mount)
+					m.rep.addStream(pm.Name+"-final", st.Bytes)
 					return err
-				}
+				})
 			}
-			return nil
+			return g.Wait()
 		})
 	}()
 	if err := m.phase("dump", func() error {

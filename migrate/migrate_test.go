@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -58,6 +59,7 @@ type fakeSource struct {
 	rounds    []uint64 // pre-copy: pages each pre-dump writes
 	failRound int      // pre-copy: the pre-dump that fails (1-based; 0 none)
 	sess      *fakeSession
+	volume    string // a volume's directory, if set
 }
 
 func (s *fakeSource) Host() string { return "a" }
@@ -115,7 +117,11 @@ func (f *fakeSession) Close() error {
 }
 func (s *fakeSource) Describe(context.Context, string) (*SourceContainer, error) {
 	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}}
-	return &SourceContainer{Record: wire.Container{ID: "web"}, Spec: spec, Status: s.status, WritableDir: "/x"}, nil
+	sc := &SourceContainer{Record: wire.Container{ID: "web"}, Spec: spec, Status: s.status, WritableDir: "/x"}
+	if s.volume != "" {
+		sc.Volumes = []wire.Volume{{Name: "vol-1", Path: s.volume, Destination: "/data"}}
+	}
+	return sc, nil
 }
 func (s *fakeSource) Freeze(context.Context, string) error { s.add("freeze"); return nil }
 func (s *fakeSource) Thaw(context.Context, string) error   { s.add("thaw"); return nil }
@@ -395,6 +401,44 @@ func TestCancelRollsBack(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || rep.Outcome != OutcomeRolledBack || !c.has("thaw") || !c.has("abort") {
 		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
 	}
+}
+
+// The final syncs of the writable layer and a volume run side by side: each waits until the
+// other has started, which in a row would never happen.
+func TestFinalSyncsRunTogether(t *testing.T) {
+	tgt := &fakeTarget{}
+	cfg, c := setup(t, tgt)
+	cfg.Target = imagesTarget{tgt}
+	cfg.Source.(*fakeSource).volume = t.TempDir()
+	fs := &barrierFS{fakeFS: fakeFS{c}, started: make(chan string, 2)}
+	cfg.Drivers = map[string]snapshot.Driver{"rsync": fs}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil || rep.Outcome != OutcomeCommitted {
+		t.Fatalf("err=%v outcome=%s calls=%v", err, rep.Outcome, c.log)
+	}
+	if n := len(rep.FSPlan); n != 2 {
+		t.Fatalf("the plan has %d mounts, want the writable layer and the volume: %+v", n, rep.FSPlan)
+	}
+}
+
+type barrierFS struct {
+	fakeFS
+	started chan string
+}
+
+func (f *barrierFS) FinalSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
+	f.started <- m.Name
+	deadline := time.After(5 * time.Second)
+	for len(f.started) < 2 {
+		select {
+		case <-deadline:
+			return snapshot.Stats{}, fmt.Errorf("%s: the other mount's final sync did not start beside it", m.Name)
+		case <-ctx.Done():
+			return snapshot.Stats{}, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return f.fakeFS.FinalSync(ctx, m)
 }
 
 type cancelFS struct {

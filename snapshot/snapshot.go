@@ -46,7 +46,8 @@ type Stats struct {
 //     target created and is removed with it.
 //
 // Every method is safe to call with a cancelled context only in the sense that it returns
-// promptly; Abort is always called with a live context.
+// promptly; Abort is always called with a live context. Calls for different mounts may run
+// concurrently (the final syncs of a migration do).
 type Driver interface {
 	Name() string
 	Prepare(ctx context.Context, m Mount) error
