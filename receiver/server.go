@@ -66,7 +66,7 @@ func (c *Config) defaults() {
 }
 
 // Features this receiver offers.
-var Features = []string{wire.FeatureFSRsync, wire.FeatureImagesSFTP, wire.FeatureStreamLocal, wire.FeatureCommitFrozen, wire.FeatureFacts}
+var Features = []string{wire.FeatureFSRsync, wire.FeatureImagesSFTP, wire.FeatureStreamLocal, wire.FeatureCommitFrozen, wire.FeatureFacts, wire.FeatureRsyncItemize}
 
 // server is one session (one migration at most).
 type server struct {

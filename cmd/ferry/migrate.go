@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,8 +267,9 @@ func migrateOne(ctx context.Context, g *globalFlags, f *migrateFlags, container,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{
-				rsync.Name: &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, BaseMark: g.namespace + "/" + container, Log: log},
-				zfs.Name:   &zfs.Driver{Streams: recv, MigrationID: id, Log: log},
+				rsync.Name: &rsync.Driver{Streams: recv, Rsh: []string{self, rsync.RshCmd}, BaseMark: g.namespace + "/" + container, Log: log,
+					Itemize: slices.Contains(recv.Hello.Features, wire.FeatureRsyncItemize)},
+				zfs.Name: &zfs.Driver{Streams: recv, MigrationID: id, Log: log},
 			},
 		})
 		if err != nil && recv.Stderr() != "" {

@@ -16,6 +16,7 @@ type env struct {
 	root    string
 	n       int
 	created map[string]bool // target directories a plan created
+	itemize bool            // the drivers' Itemize
 }
 
 func (e *env) path(h snapshottest.Host) string {
@@ -35,7 +36,7 @@ func (e *env) Plan(t *testing.T, from snapshottest.Host) (snapshot.Driver, snaps
 		must(t, os.MkdirAll(dst, 0o755))
 		e.created[dst] = true
 	}
-	d := &Driver{Streams: loopback{t, dst}, Rsh: []string{os.Args[0], RshCmd}}
+	d := &Driver{Streams: loopback{t, dst}, Rsh: []string{os.Args[0], RshCmd}, Itemize: e.itemize}
 	return d, snapshot.Mount{Name: "vol", Source: e.path(from)}
 }
 
@@ -69,5 +70,11 @@ func TestConformance(t *testing.T) {
 	if _, err := exec.LookPath("rsync"); err != nil {
 		t.Skip("rsync is not installed (make deps)")
 	}
-	snapshottest.Run(t, &env{root: t.TempDir(), created: map[string]bool{}})
+	// Both final syncs: the one that rechecks every recently modified file, and the one that
+	// rechecks only those its first pass did not send (a target with FeatureRsyncItemize).
+	for _, itemize := range []bool{false, true} {
+		t.Run(fmt.Sprintf("itemize=%v", itemize), func(t *testing.T) {
+			snapshottest.Run(t, &env{root: t.TempDir(), created: map[string]bool{}, itemize: itemize})
+		})
+	}
 }

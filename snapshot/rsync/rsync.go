@@ -65,6 +65,9 @@ type Driver struct {
 	// the stale copy left there may serve as the base of a move back, and the target knows it.
 	BaseMark string
 	Log      *slog.Logger
+	// Itemize: the target's rsync server accepts itemized output (wire.FeatureRsyncItemize),
+	// so the final sync rechecks only the recently modified files its first pass did not send.
+	Itemize bool
 
 	mu      sync.Mutex
 	started map[string]time.Time // mount name → when its first pre-sync started
@@ -93,17 +96,28 @@ func (d *Driver) PreSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats,
 		d.started[m.Name] = time.Now()
 	}
 	d.mu.Unlock()
-	return d.run(ctx, m, Args, nil)
+	return d.run(ctx, m, Args, nil, nil)
 }
 
 // FinalSync implements snapshot.Driver. A first pass copies what changed by size or time; a
-// second pass rechecks, block by block, every file modified since the pre-sync began: a file
-// written twice within one clock tick, with the pre-sync reading it in between, keeps its size
-// and mtime and would otherwise be skipped.
+// second pass rechecks, block by block, every file modified since the pre-sync began that the
+// first pass did not send: a file written twice within one clock tick, with the pre-sync
+// reading it in between, keeps its size and mtime and would otherwise be skipped. A file the
+// first pass sent was rebuilt from the frozen source and checked whole, so it needs no
+// recheck — and when the first pass sent every recently modified file, the second pass (an
+// rsync round trip and another read of those files on both hosts) does not run.
 func (d *Driver) FinalSync(ctx context.Context, m snapshot.Mount) (snapshot.Stats, error) {
-	st, err := d.run(ctx, m, Args, nil)
+	var out bytes.Buffer
+	args, sent := Args, map[string]bool{}
+	if d.Itemize {
+		args = append(append([]string{}, Args...), sentFormat)
+	}
+	st, err := d.run(ctx, m, args, nil, &out)
 	if err != nil {
 		return st, err
+	}
+	if d.Itemize {
+		sent = sentFiles(out.Bytes())
 	}
 	d.mu.Lock()
 	since, ok := d.started[m.Name]
@@ -111,19 +125,36 @@ func (d *Driver) FinalSync(ctx context.Context, m snapshot.Mount) (snapshot.Stat
 	if !ok {
 		return st, nil // no pre-sync: the one pass ran on a frozen tree
 	}
-	list, err := modifiedSince(m.Source, since.Add(-clockMargin))
+	list, err := modifiedSince(m.Source, since.Add(-clockMargin), sent)
 	if err != nil || len(list) == 0 {
 		return st, err
 	}
-	st2, err := d.run(ctx, m, recheckArgs, list)
+	st2, err := d.run(ctx, m, recheckArgs, list, nil)
 	st.Bytes += st2.Bytes
 	st.Duration += st2.Duration
 	return st, err
 }
 
+// sentFormat makes rsync print one line per item it changed: its itemized change and its name.
+const sentFormat = "--out-format=%i %n"
+
+// sentFiles returns the regular files a pass with sentFormat sent (itemized "<f…"), by their
+// path relative to the mount. A name rsync had to escape (\#ooo) matches no path: that file is
+// rechecked, which is only slower.
+func sentFiles(out []byte) map[string]bool {
+	sent := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		item, name, ok := strings.Cut(l, " ")
+		if ok && strings.HasPrefix(item, "<f") && name != "" {
+			sent[name] = true
+		}
+	}
+	return sent
+}
+
 // modifiedSince lists (NUL-separated, relative) the regular files under dir modified at or
-// after t.
-func modifiedSince(dir string, t time.Time) ([]byte, error) {
+// after t, except those in skip.
+func modifiedSince(dir string, t time.Time, skip map[string]bool) ([]byte, error) {
 	var b bytes.Buffer
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
@@ -136,8 +167,7 @@ func modifiedSince(dir string, t time.Time) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if !fi.ModTime().Before(t) {
-			rel, _ := filepath.Rel(dir, p)
+		if rel, _ := filepath.Rel(dir, p); !fi.ModTime().Before(t) && !skip[rel] {
 			b.WriteString(rel)
 			b.WriteByte(0)
 		}
@@ -166,8 +196,8 @@ func (d *Driver) Commit(_ context.Context, m snapshot.Mount) error {
 func (d *Driver) Abort(context.Context, snapshot.Mount) error { return nil }
 
 // run runs one local rsync with args (and stdin, for --files-from) into the mount's directory
-// on the target.
-func (d *Driver) run(ctx context.Context, m snapshot.Mount, opts []string, stdin []byte) (snapshot.Stats, error) {
+// on the target; rsync's standard output goes to stdout if it is not nil.
+func (d *Driver) run(ctx context.Context, m snapshot.Mount, opts []string, stdin []byte, stdout io.Writer) (snapshot.Stats, error) {
 	start := time.Now()
 	if err := d.Prepare(ctx, m); err != nil {
 		return snapshot.Stats{}, err
@@ -192,7 +222,7 @@ func (d *Driver) run(ctx context.Context, m snapshot.Mount, opts []string, stdin
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		child.Close()
 		return snapshot.Stats{}, fmt.Errorf("start rsync: %w", err)
@@ -201,7 +231,14 @@ func (d *Driver) run(ctx context.Context, m snapshot.Mount, opts []string, stdin
 
 	var n atomic.Int64
 	relayErr := make(chan error, 1)
-	go func() { relayErr <- d.relay(ctx, local, m.Name, &n) }()
+	go func() {
+		err := d.relay(ctx, local, m.Name, &n)
+		if err != nil {
+			// rsync (through its relay helper) waits on this socket: end it, or it waits forever.
+			_ = unix.Shutdown(int(local.Fd()), unix.SHUT_RDWR)
+		}
+		relayErr <- err
+	}()
 	werr := cmd.Wait()
 	local.Close()
 	rerr := <-relayErr

@@ -3,12 +3,14 @@ package rsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -197,4 +199,68 @@ func xattrs(p string) string {
 		out = append(out, name+"="+string(v[:max(m, 0)]))
 	}
 	return strings.Join(out, ",")
+}
+
+func TestSentFiles(t *testing.T) {
+	out := "<f.st...... big\n.f...p..... d/e/f\ncd+++++++++ newdir/\n<f+++++++++ newdir/x\n*deleting   gone\n<f..t...... odd\\#012name\n\n"
+	got := sentFiles([]byte(out))
+	want := map[string]bool{"big": true, "newdir/x": true, "odd\\#012name": true}
+	if len(got) != len(want) {
+		t.Fatalf("sentFiles = %v, want %v", got, want)
+	}
+	for k := range want {
+		if !got[k] {
+			t.Fatalf("sentFiles = %v, want %v", got, want)
+		}
+	}
+	// What was only re-permissioned, created as a directory or deleted was not sent.
+	for _, k := range []string{"d/e/f", "newdir/", "gone"} {
+		if got[k] {
+			t.Errorf("%s counted as sent", k)
+		}
+	}
+}
+
+func TestModifiedSinceSkipsSent(t *testing.T) {
+	d := t.TempDir()
+	for _, f := range []string{"a", "b", "sub/c"} {
+		must(t, os.MkdirAll(filepath.Dir(filepath.Join(d, f)), 0o755))
+		must(t, os.WriteFile(filepath.Join(d, f), []byte(f), 0o644))
+	}
+	old := time.Now().Add(-time.Hour)
+	must(t, os.Chtimes(filepath.Join(d, "b"), old, old))
+	list, err := modifiedSince(d, time.Now().Add(-time.Minute), map[string]bool{"a": true})
+	if err != nil || string(list) != "sub/c\x00" {
+		t.Fatalf("modifiedSince = %q, %v; want only sub/c (a was sent, b is old)", list, err)
+	}
+}
+
+type refusing struct{}
+
+func (refusing) OpenStream(context.Context, wire.StreamHeader) (transport.Stream, error) {
+	return nil, errors.New("the target refused the stream")
+}
+
+// A stream the target refuses fails the sync at once: rsync, waiting on its relay, must not be
+// left waiting (it did, until a context ended it).
+func TestRefusedStreamFailsPromptly(t *testing.T) {
+	if _, err := exec.LookPath("rsync"); err != nil {
+		t.Skip("rsync is not installed (make deps)")
+	}
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "f"), []byte("x"), 0o644))
+	d := &Driver{Streams: refusing{}, Rsh: []string{os.Args[0], RshCmd}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.PreSync(context.Background(), snapshot.Mount{Name: "vol", Source: src})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "refused the stream") {
+			t.Fatalf("PreSync: %v, want the refusal", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("PreSync still waits 30 s after the target refused its stream")
+	}
 }

@@ -17,6 +17,9 @@ import (
 var serverLongOptions = map[string]bool{
 	"--delete": true, "--delete-during": true, "--numeric-ids": true, "--inplace": true, "--partial": true,
 	"-@-1": true, // --modify-window=-1: compare modification times to the nanosecond
+	// The client's --out-format=%i …: the server reports what it changed (itemized), so the
+	// final sync knows which files it sent.
+	"--log-format=%i": true,
 }
 
 // shortBundle is rsync's compact option list, e.g. -lHogDtpAXrSe.iLsfxCIvu.

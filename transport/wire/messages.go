@@ -28,6 +28,9 @@ const (
 	FeatureStreamLocal  = "streams:unix"
 	FeatureCommitFrozen = "commit:frozen" // target holds the restored copy frozen until COMMIT
 	FeatureFacts        = "facts"         // the target answers TypeFacts
+	// FeatureRsyncItemize: the target's rsync server takes --log-format=%i, so a final sync can
+	// learn which files it sent and recheck only the others.
+	FeatureRsyncItemize = "rsync:itemize"
 )
 
 // FactsRequest asks the target what it supports, with no container in view (ferry check).
