@@ -263,7 +263,7 @@ func migrateOne(ctx context.Context, g *globalFlags, f *migrateFlags, container,
 		}
 		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, CheckOnly: f.checkOnly, Progress: onEvent, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: log, Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
+			ID: id, Container: container, CheckOnly: f.checkOnly, Progress: onEvent, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: g.logger(), Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{
