@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-project/ferry/internal/errdefs"
+	"github.com/ferry-project/ferry/internal/units"
 	"github.com/ferry-project/ferry/transport/wire"
 	"github.com/ferry-project/ferry/transport/zstream"
 )
@@ -151,19 +151,7 @@ func (m *meteredWriter) Write(p []byte) (int, error) {
 func ParseRate(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "/s"), "ps")
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "iB"), "B")
-	unit := int64(1 << 10)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k', 'K':
-			t = t[:n-1]
-		case 'm', 'M':
-			unit, t = 1<<20, t[:n-1]
-		case 'g', 'G':
-			unit, t = 1<<30, t[:n-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
+	v, unit, err := units.Split(t, 1<<10)
 	if err != nil || v < 0 || v > 1<<50 {
 		return 0, fmt.Errorf("bandwidth %q: want a number with an optional unit K, M or G (per second), e.g. 50M: %w", s, errdefs.ErrInvalid)
 	}

@@ -7,14 +7,13 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ferry-project/ferry/internal/units"
 	"github.com/ferry-project/ferry/internal/version"
 	"github.com/ferry-project/ferry/migrate"
 	"github.com/ferry-project/ferry/receiver"
@@ -195,19 +194,7 @@ func (f *migrateFlags) emit(jsonReport []byte, text string) {
 
 // parseSize reads a size: bytes, or a number with a unit K, M or G (powers of 1024).
 func parseSize(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(s), "iB"), "B")
-	unit := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k', 'K':
-			unit, t = 1<<10, t[:n-1]
-		case 'm', 'M':
-			unit, t = 1<<20, t[:n-1]
-		case 'g', 'G':
-			unit, t = 1<<30, t[:n-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
+	v, unit, err := units.Split(s, 1)
 	if err != nil || v < 0 || v > 1<<40 {
 		return 0, fmt.Errorf("size %q: want bytes or a number with K, M or G, e.g. 16M", s)
 	}
