@@ -4,18 +4,23 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	criu "github.com/checkpoint-restore/go-criu/v7"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/checkpoint-restore/go-criu/v7/stats"
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/ferry-project/ferry/internal/failpoint"
 )
 
 // DumpRequest describes one dump of a runc container.
@@ -113,11 +118,33 @@ func Dump(ctx context.Context, req DumpRequest) (*DumpStats, error) {
 			opts.StatusFd = proto.Int32(int32(ready.Fd())) // CRIU opens it through /proc
 		}
 	}
-	if err := c.Dump(opts, nil); err != nil {
+	if err := c.Dump(opts, dumpNotify()); err != nil {
+		// A criu that died mid-request shows only as a broken socket: say what happened.
+		var ee *exec.ExitError
+		if errors.As(c.Cleanup(), &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				err = fmt.Errorf("criu was killed (%s) in the middle of the dump: %w", unix.SignalName(ws.Signal()), err)
+			}
+		}
 		return nil, fmt.Errorf("criu dump of pid %d: %w%s", st.InitProcessPid, criuFailure(err), LogErrors(filepath.Join(req.WorkDir, "dump.log")))
 	}
 	return readDumpStats(workDir)
 }
+
+// dumpNotify is nil in product builds: CRIU then sends no notifications (each is a round trip
+// on the frozen path). Test builds get one at CRIU's pre-dump stage, which CRIU waits on before
+// it seizes any task: the failpoint criu/pre-dump, where a fault (killcriu, error) lands at a
+// known moment instead of racing a dump that may take only a few milliseconds.
+func dumpNotify() criu.Notify {
+	if !failpoint.Enabled {
+		return nil
+	}
+	return preDumpFailpoint{}
+}
+
+type preDumpFailpoint struct{ criu.NoNotify }
+
+func (preDumpFailpoint) PreDump() error { return failpoint.Inject("criu/pre-dump") }
 
 // statusPipe returns the write end of a pipe CRIU writes to once a lazy dump's images are
 // complete; a goroutine closes ready when that happens.

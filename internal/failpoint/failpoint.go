@@ -7,7 +7,9 @@
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
 // is handling: see ErrCorrupt), cutlink (SIGKILL the sshd processes serving this process's
 // SSH connection: the link drops, this process lives on), partition:DURATION (drop every SSH
-// packet of this network namespace, silently, for DURATION), killcriu (SIGKILL the next criu process of this network namespace; killcriu:forked waits until it has begun to fork the restored tasks), filldisk:DIR (fill the
+// packet of this network namespace, silently, for DURATION), killcriu (SIGKILL the criu process of this network namespace:
+// at once, waiting until it is gone, when one runs — at criu/pre-dump CRIU waits for ferry — else
+// the next one within 10 s; killcriu:forked waits until it has begun to fork the restored tasks), filldisk:DIR (fill the
 // filesystem of DIR with a file DIR/.failpoint-fill), or sleep:DURATION. A line is consumed
 // when it fires unless it ends with "always".
 package failpoint
@@ -73,7 +75,9 @@ func Inject(name string) error {
 			d, _ := time.ParseDuration(strings.TrimPrefix(act, "partition:"))
 			partition(d)
 		case act == "killcriu":
-			go killCRIUSoon(10*time.Second, false)
+			if !killCRIUNow() {
+				go killCRIUSoon(10*time.Second, false)
+			}
 		case act == "killcriu:forked":
 			go killCRIUSoon(10*time.Second, true)
 		case strings.HasPrefix(act, "filldisk:"):
@@ -132,6 +136,48 @@ func partition(d time.Duration) {
 	}
 	_ = heal.Process.Release()
 	fmt.Fprintf(os.Stderr, "failpoint: SSH partitioned for %s\n", d)
+}
+
+// killCRIUNow SIGKILLs a criu process running in this network namespace, if there is one, and
+// waits until it is gone (its parent has reaped it or sees it dead). It reports whether it found one.
+func killCRIUNow() bool {
+	self, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		return false
+	}
+	pid := findCRIU(self)
+	if pid == 0 {
+		return false
+	}
+	fmt.Fprintf(os.Stderr, "failpoint: SIGKILL criu (pid %d)\n", pid)
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || zombie(st) {
+			break
+		}
+	}
+	return true
+}
+
+// zombie reports whether a /proc/PID/stat says the process has exited.
+func zombie(stat []byte) bool {
+	i := strings.LastIndexByte(string(stat), ')')
+	return i > 0 && i+2 < len(stat) && (stat[i+2] == 'Z' || stat[i+2] == 'X')
+}
+
+// findCRIU returns the pid of a criu process in the network namespace netns, or 0.
+func findCRIU(netns string) int {
+	dirs, _ := os.ReadDir("/proc")
+	for _, e := range dirs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !isCRIU(pid) {
+			continue
+		}
+		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ns == netns {
+			return pid
+		}
+	}
+	return 0
 }
 
 // killCRIUSoon SIGKILLs the first criu process that appears in this process's network
@@ -193,19 +239,10 @@ func hasSibling(pid int) int {
 }
 
 // isCRIU: criu itself, or started through a loader (ld.so ... /usr/sbin/criu), as ferry's
-// deps install it.
+// deps install it, also once it has renamed itself to serve an RPC request.
 func isCRIU(pid int) bool {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
-	for i, a := range args {
-		if i > 3 {
-			break
-		}
-		if a == "criu" || strings.HasSuffix(a, "/usr/sbin/criu") || strings.HasSuffix(a, "/bin/criu") && !strings.HasSuffix(a, "/local/sbin/criu") {
-			return true
-		}
-	}
-	return false
+	return criuArgs(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"))
 }
 
 // fillDisk fills the filesystem holding dir, so that the next write there fails with ENOSPC.
