@@ -293,7 +293,10 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 	// Ask the workload to verify all its memory and volume now, and wait for the answer.
 	id := fmt.Sprintf("check-%d", time.Now().UnixNano())
 	root := fmt.Sprintf("/proc/%d/root", task.Pid())
-	if err := os.WriteFile(root+ws.VerifyPath, []byte(id), 0o644); err != nil {
+	// Whole or not at all: the workload reads the file every tick, and a read between
+	// WriteFile's create and its write saw an empty request, answered it (under id "") and
+	// removed it; this check then waited for an answer that could not come.
+	if err := ws.WriteFile(root+ws.VerifyPath, []byte(id)); err != nil {
 		return nil, fmt.Errorf("ask the workload to verify: %w", err)
 	}
 	var s2 ws.State
@@ -311,7 +314,12 @@ func HelperCheck(ctx context.Context, host, name string) (*CheckResult, error) {
 		return nil, err
 	}
 	if err != nil {
-		res.Problems = append(res.Problems, "the workload's threads: "+threadStates(task.Pid()))
+		answer := "none"
+		if s2.Verify != nil {
+			answer = fmt.Sprintf("%q", s2.Verify.ID)
+		}
+		res.Problems = append(res.Problems, fmt.Sprintf("the workload's counter went from %d to %d; its last answer: %s (asked %q); threads: %s",
+			s1.Counter, s2.Counter, answer, id, threadStates(task.Pid())))
 	}
 	// The files are written after the counter advances: read them, then a state published after.
 	ticks, err := os.ReadFile(root + ws.TicksPath)

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
@@ -140,7 +141,7 @@ func run(memMiB int, dirtyRate float64, statePath, ticksPath, volDir string, vol
 		case <-tick.C:
 		}
 		st.Counter++
-		if id, err := os.ReadFile(filepath.Join(filepath.Dir(statePath), filepath.Base(ws.VerifyPath))); err == nil {
+		if id, err := os.ReadFile(filepath.Join(filepath.Dir(statePath), filepath.Base(ws.VerifyPath))); err == nil && len(bytes.TrimSpace(id)) > 0 {
 			st.Verify = verifyAll(m, vol, strings.TrimSpace(string(id)), scratch)
 			_ = os.Remove(filepath.Join(filepath.Dir(statePath), filepath.Base(ws.VerifyPath)))
 			st.UpdatedUnixMs = time.Now().UnixMilli()
@@ -213,9 +214,5 @@ func publish(path string, st *ws.State) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return ws.WriteFile(path, b)
 }

@@ -5,6 +5,7 @@ package workloadstate
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strconv"
 	"time"
 )
@@ -149,4 +150,14 @@ func checkLog(ticks []byte, written, counter uint64) []string {
 		return []string{fmt.Sprintf("the file ends at %d but the counter is only %d: the memory state is older than the filesystem", prev, counter)}
 	}
 	return nil
+}
+
+// WriteFile writes a file that readers see whole or not at all (a temporary file beside it,
+// renamed): both sides read each other's files while they are being written.
+func WriteFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
