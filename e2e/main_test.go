@@ -139,6 +139,9 @@ func lab(t *testing.T, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "ferry-lab"), args...)
+	// Killing ferry-lab does not close the pipes its children (ferry in a lab host) hold: without
+	// this, Run waited for them forever and a hang never reached the report below.
+	cmd.WaitDelay = 10 * time.Second
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
