@@ -63,3 +63,28 @@ func TestAutoStrategy(t *testing.T) {
 	mustLab(t, "check", "a", "auto")
 	mustLab(t, "rm", "a", "auto")
 }
+
+// TestPostCopyStall: a post-copy fill that stops moving (the target's lazy-pages daemon hangs
+// once the restore is done) ends after the stall window (--postcopy-stall) instead of waiting
+// forever: exit 6, outcome committed_incomplete, the reason; the source copy stays frozen with
+// every page (resumed, it verifies all its memory).
+func TestPostCopyStall(t *testing.T) {
+	requireLab(t)
+	mustLab(t, "run", "a", "stall", "--mem", "128", "--dirty", "2")
+	defer func() { lab(t, "rm", "a", "stall"); lab(t, "rm", "b", "stall") }()
+	armFaults(t, "b", "receiver/ready stop")
+	rep, r := migrate(t, "a", "stall", "b", "--strategy", "post-copy", "--postcopy-stall", "5s")
+	// The stopped daemon; "[l]" keeps pkill from matching the ferry-lab exec that runs it.
+	defer lab(t, "exec", "b", "--", "pkill", "-KILL", "-f", "[l]azy-pages")
+	if faultsPending(t, "b") != "" {
+		t.Fatalf("the fault did not fire (outcome %s)", rep.Outcome)
+	}
+	if r.code != 6 || rep.Outcome != "committed_incomplete" || !strings.Contains(rep.Error, "stalled: no byte moved between the hosts for 5s") {
+		t.Fatalf("exit %d, outcome %q: %s\n%s", r.code, rep.Outcome, rep.Error, r.stderr)
+	}
+	if st := containers(t, "a")["stall"]; st != "paused" {
+		t.Fatalf("the source copy is %q, want paused (frozen)", st)
+	}
+	mustLab(t, "exec", "a", "--", "ctr", "task", "resume", "stall")
+	mustLab(t, "check", "a", "stall")
+}

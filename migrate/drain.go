@@ -95,9 +95,9 @@ func Drain(ctx context.Context, names []string, concurrency int, move MoveFunc) 
 const OutcomeNotAttempted = "not_attempted"
 
 // Worst is the most serious outcome among the containers, in the order an operator must act on
-// them: in doubt, rollback incomplete, rolled back, refused, not attempted ("" if all moved).
+// them: in doubt, committed incomplete, rollback incomplete, rolled back, refused, not attempted ("" if all moved).
 func (d *DrainReport) Worst() string {
-	for _, o := range []string{OutcomeInDoubt, OutcomeRollbackIncomplete, OutcomeRolledBack, OutcomeRefused, OutcomeNotAttempted} {
+	for _, o := range []string{OutcomeInDoubt, OutcomeCommittedIncomplete, OutcomeRollbackIncomplete, OutcomeRolledBack, OutcomeRefused, OutcomeNotAttempted} {
 		if slices.ContainsFunc(d.Containers, func(it DrainItem) bool { return it.Outcome == o }) {
 			return o
 		}

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -172,7 +173,15 @@ type Config struct {
 	Strategy string
 	// MaxDowntime is what Auto aims for (default DefaultMaxDowntime).
 	MaxDowntime time.Duration
+	// FillStall ends a post-copy's wait for the remaining pages when none has moved between
+	// the hosts for this long (default DefaultFillStall).
+	FillStall time.Duration
 }
+
+// DefaultFillStall is how long post-copy's fill may move no byte before ferry gives up waiting.
+// The target's lazy-pages daemon fetches every remaining page in the background, so a healthy
+// fill never pauses; on a slow link bytes still trickle.
+const DefaultFillStall = 2 * time.Minute
 
 // Memory strategies.
 const (
@@ -202,6 +211,7 @@ type run struct {
 	pages     *wire.StreamSum
 	pre       *preCopy        // pre-copy: the session and its rounds
 	lazy      chan lazyResult // post-copy: the lazy dump, serving pages until the target has them
+	lazyBytes atomic.Int64    // post-copy: bytes on the lazy stream, both ways (the fill's progress)
 }
 
 // planned is one mount of the plan with its driver and the driver's view of it.
@@ -540,8 +550,11 @@ func (m *run) run(ctx context.Context) (err error) {
 	m.r.Success()
 	m.rep.Outcome = OutcomeCommitted
 	if m.strategy == PostCopy {
-		if err := m.phase("residency", func() error { return m.waitResident(cctx) }); err != nil {
+		// Not under the commit's 2-minute bound: a big fill on a slow link takes longer, and
+		// not cancellable: giving up serving pages loses the container. The stall watch ends it.
+		if err := m.phase("residency", func() error { return m.waitResident(context.WithoutCancel(ctx)) }); err != nil {
 			// The target runs but lacks pages: keep the source's frozen copy for the operator.
+			m.rep.Outcome = OutcomeCommittedIncomplete
 			return fmt.Errorf("committed, but post-copy did not complete: %w. The target copy may fail when it touches memory it lacks; the source copy stays frozen on %s (its memory is intact)", err, c.Source.Host())
 		}
 	}
@@ -648,7 +661,7 @@ func (m *run) startLazyDump(ctx context.Context, spec DumpSpec) error {
 	}
 	relayed := make(chan relayResult, 1)
 	go func() {
-		sum, err := relay.Run(ours, ls)
+		sum, err := relay.Run(ours, countingStream{ls, &m.lazyBytes})
 		ours.Close() // the stream ended: a dump still serving must stop, not block
 		ls.Close()
 		relayed <- relayResult{sum, err}
@@ -683,6 +696,47 @@ func (m *run) startLazyDump(ctx context.Context, spec DumpSpec) error {
 	}
 }
 
+// errFillStalled: post-copy's fill moved nothing for the stall window.
+var errFillStalled = errors.New("post-copy's fill stalled")
+
+// watchStall returns errFillStalled (wrapped) once progress() has not changed for stall, checking
+// every tick; nil when ctx ends first.
+func watchStall(ctx context.Context, progress func() int64, stall, tick time.Duration) error {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	last, since := progress(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			if p := progress(); p != last {
+				last, since = p, now
+			} else if now.Sub(since) >= stall {
+				return fmt.Errorf("%w: no byte moved between the hosts for %s (%d bytes in all; the target's lazy-pages log says why)", errFillStalled, stall, last)
+			}
+		}
+	}
+}
+
+// countingStream adds the bytes it carries, both ways, to n.
+type countingStream struct {
+	relay.Stream
+	n *atomic.Int64
+}
+
+func (s countingStream) Read(p []byte) (int, error) {
+	k, err := s.Stream.Read(p)
+	s.n.Add(int64(k))
+	return k, err
+}
+
+func (s countingStream) Write(p []byte) (int, error) {
+	k, err := s.Stream.Write(p)
+	s.n.Add(int64(k))
+	return k, err
+}
+
 type relayResult struct {
 	sum relay.Sum
 	err error
@@ -691,14 +745,22 @@ type relayResult struct {
 // waitResident waits until the target has every page and the source's lazy dump has ended.
 func (m *run) waitResident(ctx context.Context) error {
 	c := m.cfg
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		if err := watchStall(ctx, m.lazyBytes.Load, cmp.Or(c.FillStall, DefaultFillStall), time.Second); err != nil {
+			cancel(err)
+		}
+	}()
 	_, terr := c.Target.Resident(ctx, wire.ResidentRequest{MigrationID: c.ID})
+	if cause := context.Cause(ctx); cause != nil {
+		return cause
+	}
 	var r lazyResult
 	select {
 	case r = <-m.lazy:
 	case <-ctx.Done():
-		return errors.Join(terr, ctx.Err())
+		return errors.Join(terr, context.Cause(ctx))
 	}
 	m.rep.addStream("pages", r.sum.Bytes)
 	m.rep.ResidencyMs = m.rep.since(time.Now()) - m.rep.since(m.frozen)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -537,5 +538,26 @@ func TestFailureCarriesTheTargetsAccount(t *testing.T) {
 	want := `restore failed; on b: rsync of vol-1 failed: write failed on "/srv/x": No space left on device (28)`
 	if !strings.Contains(err.Error(), want) || !strings.Contains(rep.Error, want) {
 		t.Fatalf("error %q / report %q, want it to contain %q", err, rep.Error, want)
+	}
+}
+
+func TestWatchStall(t *testing.T) {
+	// Bytes that stop: a stall, reported with the window.
+	var n atomic.Int64
+	n.Store(7)
+	start := time.Now()
+	err := watchStall(context.Background(), n.Load, 50*time.Millisecond, 5*time.Millisecond)
+	if !errors.Is(err, errFillStalled) || !strings.Contains(err.Error(), "50ms") {
+		t.Fatalf("stopped bytes: %v", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond {
+		t.Errorf("stall reported after %s, before the 50ms window", d)
+	}
+	// Bytes that keep moving: no stall, however long the fill takes, until ctx ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	moving := func() int64 { return n.Add(1) }
+	if err := watchStall(ctx, moving, 50*time.Millisecond, 5*time.Millisecond); err != nil {
+		t.Errorf("moving bytes: %v", err)
 	}
 }

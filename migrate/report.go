@@ -17,7 +17,10 @@ const (
 	OutcomeRolledBack         = "rolled_back"         // failed; the source runs as before, the target is clean
 	OutcomeRollbackIncomplete = "rollback_incomplete" // failed, and some undo step failed too (see error)
 	OutcomeInDoubt            = "in_doubt"            // COMMIT sent, its outcome unknown: the source stays frozen
-	OutcomeChecked            = "checked"             // ferry check: the preflight passed; nothing changed
+	// The target runs the container, but post-copy's fill did not finish: the target may lack
+	// pages, and the source copy stays frozen with all of them (see error).
+	OutcomeCommittedIncomplete = "committed_incomplete"
+	OutcomeChecked             = "checked" // ferry check: the preflight passed; nothing changed
 )
 
 // Phase is one step's span, in milliseconds since the migration started.
@@ -144,6 +147,8 @@ func (r *Report) Text() string {
 	case OutcomeInDoubt:
 		w("migration %s of %s to %s is IN DOUBT: %s", r.ID, r.Container, r.Target, r.Error)
 		return b.String()
+	case OutcomeCommittedIncomplete:
+		w("migration %s of %s to %s is INCOMPLETE: %s", r.ID, r.Container, r.Target, r.Error)
 	default:
 		w("migration of %s from %s to %s failed (%s): %s", r.Container, r.Source, r.Target, r.Outcome, r.Error)
 		if len(r.Rollback) > 0 {

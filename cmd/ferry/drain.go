@@ -34,7 +34,7 @@ At the end it prints a table (or, with --output json, a JSON report with each co
 migration report) and exits non-zero if any container is still here.
 
 Exit status: 0 every container moved; otherwise that of the most serious failure: 4 a commit
-in doubt, 5 a rollback incomplete, 1 a move failed and rolled back, 3 a move refused (nothing
+in doubt, 6 a post-copy committed but incomplete, 5 a rollback incomplete, 1 a move failed and rolled back, 3 a move refused (nothing
 changed); 2 usage or nothing could start.`,
 		Example: `  ferry drain --to b
   ferry drain --to b -n prod --concurrency 4 --exclude db --exclude cache
@@ -100,7 +100,7 @@ func runDrain(ctx context.Context, g *globalFlags, f *drainFlags) error {
 		rep.Excluded = []string{}
 	}
 	f.emit(rep.JSON(), rep.Text())
-	code := map[string]int{"": exitOK, migrate.OutcomeInDoubt: exitInDoubt, migrate.OutcomeRollbackIncomplete: exitRollbackIncomplete,
+	code := map[string]int{"": exitOK, migrate.OutcomeInDoubt: exitInDoubt, migrate.OutcomeRollbackIncomplete: exitRollbackIncomplete, migrate.OutcomeCommittedIncomplete: exitIncomplete,
 		migrate.OutcomeRolledBack: exitFailed, migrate.OutcomeRefused: exitRefused, migrate.OutcomeNotAttempted: exitFailed}[rep.Worst()]
 	if code == exitOK {
 		return nil

@@ -28,6 +28,7 @@ const (
 	exitRefused            = 3 // preflight refused: nothing was changed
 	exitInDoubt            = 4 // commit outcome unknown: see the message
 	exitRollbackIncomplete = 5
+	exitIncomplete         = 6 // committed, but post-copy's fill did not finish: see the message
 )
 
 type exitError struct {

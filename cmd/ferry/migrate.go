@@ -77,6 +77,7 @@ type migrateFlags struct {
 	precopyRounds int
 	precopyGoal   string
 	precopyGrowth float64
+	postcopyStall time.Duration
 }
 
 func newMigrate(g *globalFlags) *cobra.Command {
@@ -104,7 +105,8 @@ Memory moves by one of three strategies (--strategy; auto picks and says why):
               (needs userfaultfd on the target). RISK: until every page has arrived, the
               container's memory lives on both hosts; losing the source or the link during
               that fill loses the container. ferry keeps the source frozen until the target
-              confirms every page, and reports how long that took (residency).
+              confirms every page, and reports how long that took (residency); if no page
+              moves for --postcopy-stall, it stops waiting and says so, the source still frozen.
 auto takes stop-copy when its estimated downtime (from the memory in use and a short link
 probe) is within --max-downtime, else pre-copy where possible, else post-copy.
 
@@ -113,7 +115,9 @@ send) and image content. zstd pays on slow links and compressible data; on a fas
 random memory it only costs CPU (incompressible chunks are sent as they are).
 
 Exit status: 0 moved; 1 failed and rolled back; 2 usage; 3 refused by preflight (nothing
-changed); 4 commit outcome unknown (the message says what to do); 5 rollback incomplete.`,
+changed); 4 commit outcome unknown (the message says what to do); 5 rollback incomplete;
+6 committed, but post-copy's fill did not finish (the target may lack memory; the source copy
+stays frozen with all of it: the message says what to do).`,
 		Example: `  ferry migrate web b
   ferry migrate -n prod db root@10.0.0.7:2222 --output json
   ferry migrate web b --report /var/log/ferry/web.json
@@ -144,6 +148,7 @@ func (f *migrateFlags) addMoveFlags(fl *pflag.FlagSet) {
 	fl.IntVar(&f.precopyRounds, "precopy-rounds", migrate.DefaultPreCopyRule.MaxRounds, "pre-copy: at most this many rounds before the final dump")
 	fl.StringVar(&f.precopyGoal, "precopy-goal", "16M", "pre-copy: stop iterating once a round copies at most this much (K, M, G)")
 	fl.Float64Var(&f.precopyGrowth, "precopy-max-growth", migrate.DefaultPreCopyRule.MaxGrowth, "pre-copy: stop when a round copies more than (1 + this) × the previous one")
+	fl.DurationVar(&f.postcopyStall, "postcopy-stall", migrate.DefaultFillStall, "post-copy: give up waiting for the remaining pages when none has moved for this long (the source stays frozen)")
 	fl.StringVar(&f.compress, "compress", wire.CompressNone, "compress every stream (memory, files, image): zstd or none")
 	fl.StringVar(&f.bwlimit, "bwlimit", "0", "cap what all streams send, per second, after compression: e.g. 50M, 800K (KiB when no unit; 0 = none)")
 }
@@ -174,6 +179,8 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 		code = exitInDoubt
 	case rep.Outcome == migrate.OutcomeRollbackIncomplete:
 		code = exitRollbackIncomplete
+	case rep.Outcome == migrate.OutcomeCommittedIncomplete:
+		code = exitIncomplete
 	}
 	return &exitError{code: code, err: err}
 }
@@ -250,7 +257,7 @@ func migrateOne(ctx context.Context, g *globalFlags, f *migrateFlags, container,
 		}
 		id := migrate.NewID()
 		rep, err := migrate.Run(ctx, migrate.Config{
-			ID: id, Container: container, CheckOnly: f.checkOnly, Progress: onEvent, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: g.logger(), Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule,
+			ID: id, Container: container, CheckOnly: f.checkOnly, Progress: onEvent, Namespace: g.namespace, StateDir: f.stateDir, TargetAddr: dest, Log: g.logger(), Strategy: f.strategy, MaxDowntime: f.maxDowntime, PreCopy: rule, FillStall: f.postcopyStall,
 			Source: &migrate.LocalSource{RT: rt, StateDir: f.stateDir},
 			Target: recv,
 			Drivers: map[string]snapshot.Driver{

@@ -5,7 +5,8 @@
 //
 // Faults are configured per host in /etc/ferry/failpoints, one per line: NAME ACTION, where
 // ACTION is kill (SIGKILL this process), exit, error, corrupt (the caller damages the data it
-// is handling: see ErrCorrupt), cutlink (SIGKILL the sshd processes serving this process's
+// is handling: see ErrCorrupt), stop (the caller SIGSTOPs the helper process it is handling: see
+// ErrStop), cutlink (SIGKILL the sshd processes serving this process's
 // SSH connection: the link drops, this process lives on), partition:DURATION (drop every SSH
 // packet of this network namespace, silently, for DURATION), killcriu (SIGKILL the criu process of this network namespace:
 // at once, waiting until it is gone, when one runs — at criu/pre-dump CRIU waits for ferry — else
@@ -34,6 +35,9 @@ const Enabled = true
 
 // ErrCorrupt asks the caller to damage the data at hand (one byte) and go on.
 var ErrCorrupt = errors.New("failpoint: corrupt")
+
+// ErrStop asks the caller to stop (SIGSTOP) the process at hand and go on: a helper that hangs.
+var ErrStop = errors.New("failpoint: stop")
 
 // File holds the configured faults.
 var File = "/etc/ferry/failpoints"
@@ -69,6 +73,8 @@ func Inject(name string) error {
 			return errors.New("failpoint " + name)
 		case act == "corrupt":
 			return ErrCorrupt
+		case act == "stop":
+			return ErrStop
 		case act == "cutlink":
 			cutLink()
 		case strings.HasPrefix(act, "partition:"):

@@ -12,5 +12,8 @@ const Enabled = false
 // ErrCorrupt is never returned in product builds.
 var ErrCorrupt = errors.New("failpoint: corrupt")
 
+// ErrStop is never returned in product builds.
+var ErrStop = errors.New("failpoint: stop")
+
 // Inject does nothing in product builds.
 func Inject(string) error { return nil }
