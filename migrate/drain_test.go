@@ -53,3 +53,24 @@ func TestDrainInterrupted(t *testing.T) {
 		t.Fatalf("%+v", rep.Containers)
 	}
 }
+
+// TestDrainWorst: the drain's exit follows the outcome an operator must act on first.
+func TestDrainWorst(t *testing.T) {
+	for _, c := range []struct {
+		outcomes []string
+		want     string
+	}{
+		{[]string{OutcomeCommitted, OutcomeCommitted}, ""},
+		{[]string{OutcomeRolledBack, OutcomeCommittedIncomplete, OutcomeRollbackIncomplete}, OutcomeCommittedIncomplete},
+		{[]string{OutcomeCommittedIncomplete, OutcomeInDoubt}, OutcomeInDoubt},
+		{[]string{OutcomeRefused, OutcomeRolledBack}, OutcomeRolledBack},
+	} {
+		d := &DrainReport{}
+		for _, o := range c.outcomes {
+			d.Containers = append(d.Containers, DrainItem{Outcome: o})
+		}
+		if got := d.Worst(); got != c.want {
+			t.Errorf("Worst(%v) = %q, want %q", c.outcomes, got, c.want)
+		}
+	}
+}
