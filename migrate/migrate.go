@@ -552,7 +552,7 @@ func (m *run) run(ctx context.Context) (err error) {
 	if m.strategy == PostCopy {
 		// Not under the commit's 2-minute bound: a big fill on a slow link takes longer, and
 		// not cancellable: giving up serving pages loses the container. The stall watch ends it.
-		if err := m.phase("residency", func() error { return m.waitResident(context.WithoutCancel(ctx)) }); err != nil {
+		if err := m.phase("residency", func() error { return m.waitResident(ctx) }); err != nil {
 			// The target runs but lacks pages: keep the source's frozen copy for the operator.
 			m.rep.Outcome = OutcomeCommittedIncomplete
 			return fmt.Errorf("committed, but post-copy did not complete: %w. The target copy may fail when it touches memory it lacks; the source copy stays frozen on %s (its memory is intact)", err, c.Source.Host())
@@ -742,13 +742,22 @@ type relayResult struct {
 	err error
 }
 
-// waitResident waits until the target has every page and the source's lazy dump has ended.
-func (m *run) waitResident(ctx context.Context) error {
+// waitResident waits until the target has every page and the source's lazy dump has ended, or
+// until the fill stalls. Cancelling ctx (Ctrl-C) does not end the wait, it only says why.
+func (m *run) waitResident(interrupt context.Context) error {
 	c := m.cfg
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(interrupt))
 	defer cancel(nil)
+	stall := cmp.Or(c.FillStall, DefaultFillStall)
 	go func() {
-		if err := watchStall(ctx, m.lazyBytes.Load, cmp.Or(c.FillStall, DefaultFillStall), time.Second); err != nil {
+		select {
+		case <-interrupt.Done():
+			m.log.Warn("interrupted, but post-copy is filling the target's memory: stopping now would lose the container; waiting until every page has moved (or none has for the stall window)", "stall", stall)
+		case <-ctx.Done():
+		}
+	}()
+	go func() {
+		if err := watchStall(ctx, m.lazyBytes.Load, stall, time.Second); err != nil {
 			cancel(err)
 		}
 	}()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -559,5 +560,48 @@ func TestWatchStall(t *testing.T) {
 	moving := func() int64 { return n.Add(1) }
 	if err := watchStall(ctx, moving, 50*time.Millisecond, 5*time.Millisecond); err != nil {
 		t.Errorf("moving bytes: %v", err)
+	}
+}
+
+// residentTarget's Resident answers when filled is closed, or when its ctx ends.
+type residentTarget struct {
+	fakeTarget
+	filled chan struct{}
+}
+
+func (t *residentTarget) Resident(ctx context.Context, _ wire.ResidentRequest) (wire.ResidentReply, error) {
+	select {
+	case <-t.filled:
+		return wire.ResidentReply{}, nil
+	case <-ctx.Done():
+		return wire.ResidentReply{}, ctx.Err()
+	}
+}
+
+// TestResidencyOutlivesInterrupt: Ctrl-C during post-copy's fill does not end the wait (leaving
+// would lose the container); the fill's end does. A fill that stops moving ends it too.
+func TestResidencyOutlivesInterrupt(t *testing.T) {
+	tgt := &residentTarget{fakeTarget{calls: &calls{}}, make(chan struct{})}
+	m := &run{cfg: Config{Target: tgt, FillStall: time.Hour}, log: slog.New(slog.DiscardHandler), rep: &Report{StartedAt: time.Now()}, lazy: make(chan lazyResult, 1)}
+	interrupt, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- m.waitResident(interrupt) }()
+	select {
+	case err := <-done:
+		t.Fatalf("the wait ended on the interrupt: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	m.lazy <- lazyResult{}
+	close(tgt.filled)
+	if err := <-done; err != nil {
+		t.Fatalf("filled: %v", err)
+	}
+
+	// Nothing moves: the stall ends the wait, with the reason.
+	tgt = &residentTarget{fakeTarget{calls: &calls{}}, make(chan struct{})}
+	m = &run{cfg: Config{Target: tgt, FillStall: 50 * time.Millisecond}, log: slog.New(slog.DiscardHandler), rep: &Report{StartedAt: time.Now()}, lazy: make(chan lazyResult, 1)}
+	if err := m.waitResident(context.Background()); !errors.Is(err, errFillStalled) {
+		t.Fatalf("stalled fill: %v", err)
 	}
 }
