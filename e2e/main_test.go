@@ -150,8 +150,7 @@ func lab(t *testing.T, args ...string) result {
 	switch {
 	case err != nil && ctx.Err() != nil:
 		// A hang: show where everything stood, for the next person.
-		ps, _ := exec.Command("ps", "-eo", "pid,ppid,stat,etimes,wchan:24,args", "--forest").CombinedOutput()
-		t.Fatalf("ferry-lab %v did not end within 5 minutes\nstdout: %s\nstderr: %s\nprocesses:\n%s", args, o.String(), e.String(), ps)
+		t.Fatalf("ferry-lab %v did not end within 5 minutes\nstdout: %s\nstderr: %s\nprocesses:\n%s", args, o.String(), e.String(), processes())
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	case err != nil:
@@ -161,6 +160,35 @@ func lab(t *testing.T, args ...string) result {
 		t.Logf("ferry-lab %s → exit %d", strings.Join(args, " "), r.code)
 	}
 	return r
+}
+
+// processes describes every process for a hang report: the tree (ps, under a timeout: it
+// reads each command line, which waits on a task that holds its memory map), then the kernel
+// stack of each task blocked in the kernel (state D), read from /proc without ps.
+func processes() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ps", "-eo", "pid,ppid,stat,etimes,wchan:24,args", "--forest")
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	var b strings.Builder
+	b.Write(out)
+	if err != nil {
+		fmt.Fprintf(&b, "(ps: %v)\n", err)
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		raw, err := os.ReadFile(st)
+		s := string(raw)
+		i := strings.LastIndexByte(s, ')')
+		if err != nil || i < 0 || i+3 > len(s) || s[i+2] != 'D' {
+			continue
+		}
+		dir := filepath.Dir(st)
+		stack, _ := os.ReadFile(filepath.Join(dir, "stack"))
+		fmt.Fprintf(&b, "blocked: %s\n%s", s[:i+1], stack)
+	}
+	return b.String()
 }
 
 // mustLab runs ferry-lab and fails the test unless it exits 0.

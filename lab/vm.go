@@ -174,7 +174,7 @@ func RunVM(ctx context.Context, o VMOptions) (int, error) {
 		"-accel", "tcg", "-cpu", "max", "-m", strconv.Itoa(o.MemMiB), "-smp", strconv.Itoa(o.CPUs),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 		"-kernel", k.Image, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off",
+		"-append", "console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off",
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 	)
 	cmd.Stdin = nil
@@ -265,7 +265,7 @@ func buildInitrd(path string, k *Kernel, o VMOptions) error {
 	w.file("modules/order", 0o644, []byte(strings.Join(order, "\n")+"\n"))
 	w.file("init", 0o755, []byte(vmInit))
 	w.file("stage2", 0o755, []byte(vmStage2))
-	w.file("kernel", 0o644, []byte(fmt.Sprintf("KVER=%s\nKMODULES=%s\nWORKDIR=%s\n", shq(k.Version), shq(k.Modules), shq(o.Dir))))
+	w.file("kernel", 0o644, []byte(fmt.Sprintf("KVER=%s\nKMODULES=%s\nWORKDIR=%s\nWATCHDOG=%d\n", shq(k.Version), shq(k.Modules), shq(o.Dir), watchdogSeconds(o.Timeout))))
 	w.file("command", 0o755, []byte(commandScript(o)))
 	if err := w.close(); err != nil {
 		return err
@@ -274,6 +274,15 @@ func buildInitrd(path string, k *Kernel, o VMOptions) error {
 		return err
 	}
 	return f.Close()
+}
+
+// watchdogSeconds is when, in a VM given timeout, stage 2 reports what is blocked: 90 s
+// before ferry-lab gives up on it (0: never, for a timeout too short to leave room).
+func watchdogSeconds(timeout time.Duration) int {
+	if timeout < 3*time.Minute {
+		return 0
+	}
+	return int((timeout - 90*time.Second).Seconds())
 }
 
 // commandScript is the command as a shell script (run by stage 2).

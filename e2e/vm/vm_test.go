@@ -56,7 +56,7 @@ func TestPreCopyInVM(t *testing.T) {
 	start := time.Now()
 	cmd := exec.Command(filepath.Join(bin, "ferry-lab"), "vm", "--timeout", "40m",
 		"--env", "FERRY_E2E_BIN="+bin, "--env", "FERRY_E2E_ZFS=0", "--",
-		filepath.Join(bin, "e2e.test"), "-test.run", pattern, "-test.v", "-test.count=1", "-test.timeout", "35m")
+		filepath.Join(bin, "e2e.test"), "-test.run", pattern, "-test.v", "-test.count=1", "-test.timeout", "30m")
 	cmd.Dir = root
 	// One writer for both: exec then never calls it from two goroutines at once.
 	w := io.MultiWriter(&out, lineLogger{t})

@@ -48,8 +48,25 @@ thp=/sys/kernel/mm/transparent_hugepage/enabled
 ip link set lo up
 hostname ferry-vm
 echo "FERRY-VM-START"
+# Shortly before ferry-lab gives up on the VM, say what is stuck: the kernel's list of blocked
+# tasks with their stacks (sysrq w, read back from the ring buffer: the console only shows
+# errors) and the process tree (ps under a timeout: it can hang on a task that holds its mm).
+watchdog=
+if [ "${WATCHDOG:-0}" -gt 0 ]; then
+  (
+    sleep "$WATCHDOG"
+    echo "ferry-vm: the command still runs after ${WATCHDOG}s; what is blocked:"
+    echo w > /proc/sysrq-trigger
+    sleep 2
+    dmesg | sed -n '/sysrq: Show Blocked State/,$p' | tail -n 600
+    echo "ferry-vm: processes:"
+    timeout 30 ps -eo pid,ppid,stat,etimes,wchan:24,args --forest
+  ) &
+  watchdog=$!
+fi
 /bin/sh /.ferry-vm/command
 rc=$?
+[ -n "$watchdog" ] && kill "$watchdog" 2>/dev/null
 sync
 echo "FERRY-VM-EXIT=$rc"
 echo o > /proc/sysrq-trigger
