@@ -71,6 +71,7 @@ func TestRoundTrip(t *testing.T) {
 		if st := mustLab(t, "exec", to, "--", "ferry-receiver", "status", rep.ID); !strings.Contains(st, `"committed"`) {
 			t.Errorf("target's record of %s: %s", rep.ID, st)
 		}
+		assertTidyAfterCommit(t, to, rep.ID)
 	}
 	mustLab(t, "rm", "a", "web")
 }

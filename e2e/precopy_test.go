@@ -62,6 +62,7 @@ func TestPreCopy(t *testing.T) {
 	}
 	t.Logf("stopped: %s; final dump %d pages written, %d skipped; downtime %.0f ms", p.Stop, rep.CRIU.PagesWritten, rep.CRIU.PagesSkipped, rep.DowntimeMs)
 	mustLab(t, "check", "b", "pre")
+	assertTidyAfterCommit(t, "b", rep.ID)
 	if _, ok := containers(t, "a")["pre"]; ok {
 		t.Error("the source copy remains on a")
 	}
@@ -78,6 +79,7 @@ func TestPreCopy(t *testing.T) {
 		}
 	}
 	mustLab(t, "check", "a", "pre")
+	assertTidyAfterCommit(t, "a", rep.ID)
 	mustLab(t, "rm", "a", "pre")
 }
 

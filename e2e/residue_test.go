@@ -67,3 +67,21 @@ func assertNoResidue(t *testing.T, host, name, migrationID string) {
 		}
 	}
 }
+
+// assertTidyAfterCommit: once ferry has exited, a committed migration has left on the target
+// only its record (journal, CRIU's logs and flags) — no checkpoint image, no CRIU working
+// directory — and no ferry-receiver or criu still running.
+func assertTidyAfterCommit(t *testing.T, host, migrationID string) {
+	t.Helper()
+	out := mustLab(t, "exec", host, "--", "ls", "-A", "/var/lib/ferry/migrations/"+migrationID)
+	for _, name := range strings.Fields(out) {
+		if name == "images" || name == "work" {
+			t.Errorf("%s: /var/lib/ferry/migrations/%s/%s remains after the commit", host, migrationID, name)
+		}
+	}
+	for _, p := range hostProcesses(t, host) {
+		if p == "ferry-receiver" || p == "criu" {
+			t.Errorf("%s: process %s remains after the commit", host, p)
+		}
+	}
+}

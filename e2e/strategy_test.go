@@ -19,6 +19,7 @@ func TestPostCopy(t *testing.T) {
 	}
 	t.Logf("post-copy 256 MiB: downtime %.0f ms, every page on b after %.0f ms", rep.DowntimeMs, rep.ResidencyMs)
 	mustLab(t, "check", "b", "lazy")
+	assertTidyAfterCommit(t, "b", rep.ID)
 	if _, ok := containers(t, "a")["lazy"]; ok {
 		t.Error("the source copy remains on a")
 	}

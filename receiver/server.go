@@ -103,6 +103,9 @@ type server struct {
 	imagesDir    string
 	workDir      string
 	streams      map[net.Conn]bool
+	// bg is the work left after a commit (removing the checkpoint files); Serve waits for it
+	// before it returns, so that the files do not outlive the process that should remove them.
+	bg sync.WaitGroup
 }
 
 // Serve runs one session on in/out until the source closes it. A migration that is not
@@ -114,6 +117,7 @@ func Serve(ctx context.Context, cfg Config, in io.Reader, out io.Writer) error {
 		return err
 	}
 	s := &server{cfg: cfg, conf: conf, log: cfg.Log, streams: map[net.Conn]bool{}}
+	defer s.bg.Wait()
 	defer s.close()
 	if _, err = io.WriteString(out, wire.Preamble); err != nil {
 		return err
@@ -691,9 +695,16 @@ func (s *server) commit(ctx context.Context, req wire.CommitRequest) (wire.Commi
 	lazy := s.lazy
 	after := func() {
 		s.commitVolumes()
-		go func() { // the lazy-pages daemon needs the images until it has every page
-			if lazy != nil {
-				<-lazy.done
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if lazy != nil { // the lazy-pages daemon needs the images until it has every page
+				select {
+				case <-lazy.done:
+				default:
+					s.log.Info("the checkpoint images stay until the lazy-pages daemon has filled the task")
+					<-lazy.done
+				}
 			}
 			_ = os.RemoveAll(s.imagesDir)
 			keepCRIULogs(s.workDir)

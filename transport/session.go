@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
@@ -25,16 +26,20 @@ type Stream interface {
 
 // Receiver is ferry-receiver running on the target, reached through its control channel.
 type Receiver struct {
-	Conn    *wire.Conn
-	Hello   wire.Hello // the target's
-	client  *Client
-	sess    *ssh.Session
-	stderr  *tail
-	command string // how to run ferry-receiver on the target
-	redial  func(context.Context) (*Client, error)
-	opts    StreamOptions
-	limiter *rate.Limiter
-	wire    atomic.Int64 // bytes sent on streams
+	Conn   *wire.Conn
+	Hello  wire.Hello // the target's
+	client *Client
+	sess   *ssh.Session
+	stdin  io.Closer
+	// closeOnce: Close waits for the receiver's exit once (ssh.Session.Wait may be called once).
+	closeOnce sync.Once
+	closeErr  error
+	stderr    *tail
+	command   string // how to run ferry-receiver on the target
+	redial    func(context.Context) (*Client, error)
+	opts      StreamOptions
+	limiter   *rate.Limiter
+	wire      atomic.Int64 // bytes sent on streams
 	// OnBytes, if set before streams open, is told the payload each stream writes (before
 	// compression), as it goes: stream kind and name, bytes just written. It is called from
 	// the streams' goroutines and must be quick.
@@ -70,7 +75,7 @@ func (c *Client) StartReceiver(ctx context.Context, hello wire.Hello, o Receiver
 		sess.Close()
 		return nil, err
 	}
-	r := &Receiver{client: c, sess: sess, stderr: &tail{max: 16 << 10}, command: o.Command, redial: o.Redial}
+	r := &Receiver{client: c, sess: sess, stdin: stdin, stderr: &tail{max: 16 << 10}, command: o.Command, redial: o.Redial}
 	sess.Stderr = r.stderr
 	if err := sess.Start(command); err != nil {
 		sess.Close()
@@ -111,8 +116,29 @@ func (c sessCloser) Close() error { return c.s.Close() }
 // Stderr returns the last lines ferry-receiver wrote to stderr.
 func (r *Receiver) Stderr() string { return strings.TrimSpace(r.stderr.String()) }
 
-// Close ends the control channel (the receiver treats that as the end of the session).
-func (r *Receiver) Close() error { return r.sess.Close() }
+// closeWait bounds how long Close waits for the receiver to finish.
+const closeWait = 20 * time.Second
+
+// Close ends the session. The receiver sees the end of its input and finishes before it exits:
+// a committed migration's checkpoint files are removed, an uncommitted one is undone. Close
+// waits for that (up to closeWait), so that when ferry exits the target is tidy, then closes
+// the channel. A receiver that takes longer goes on alone (a post-copy fill that has not ended
+// keeps it: it removes the images when the lazy-pages daemon ends).
+func (r *Receiver) Close() error {
+	r.closeOnce.Do(func() {
+		_ = r.stdin.Close()
+		exited := make(chan struct{})
+		go func() { _ = r.sess.Wait(); close(exited) }()
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-exited:
+		case <-t.C:
+		}
+		r.closeErr = r.sess.Close()
+	})
+	return r.closeErr
+}
 
 // Client is the SSH connection the receiver runs on.
 func (r *Receiver) Client() *Client { return r.client }
