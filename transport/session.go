@@ -129,11 +129,9 @@ func (r *Receiver) Close() error {
 		_ = r.stdin.Close()
 		exited := make(chan struct{})
 		go func() { _ = r.sess.Wait(); close(exited) }()
-		t := time.NewTimer(closeWait)
-		defer t.Stop()
 		select {
 		case <-exited:
-		case <-t.C:
+		case <-time.After(closeWait):
 		}
 		r.closeErr = r.sess.Close()
 	})

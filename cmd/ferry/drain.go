@@ -34,8 +34,8 @@ At the end it prints a table (or, with --output json, a JSON report with each co
 migration report) and exits non-zero if any container is still here.
 
 Exit status: 0 every container moved; otherwise that of the most serious failure: 4 a commit
-in doubt, 6 a post-copy committed but incomplete, 5 a rollback incomplete, 1 a move failed and rolled back, 3 a move refused (nothing
-changed); 2 usage or nothing could start.`,
+in doubt, 6 a post-copy committed but incomplete, 5 a rollback incomplete, 1 a move failed and
+rolled back, 3 a move refused (nothing changed); 2 usage or nothing could start.`,
 		Example: `  ferry drain --to b
   ferry drain --to b -n prod --concurrency 4 --exclude db --exclude cache
   ferry drain --to root@10.0.0.7 --strategy stop-copy --output json > drain.json`,
@@ -100,10 +100,9 @@ func runDrain(ctx context.Context, g *globalFlags, f *drainFlags) error {
 		rep.Excluded = []string{}
 	}
 	f.emit(rep.JSON(), rep.Text())
-	code := map[string]int{"": exitOK, migrate.OutcomeInDoubt: exitInDoubt, migrate.OutcomeRollbackIncomplete: exitRollbackIncomplete, migrate.OutcomeCommittedIncomplete: exitIncomplete,
-		migrate.OutcomeRolledBack: exitFailed, migrate.OutcomeRefused: exitRefused, migrate.OutcomeNotAttempted: exitFailed}[rep.Worst()]
-	if code == exitOK {
+	worst := rep.Worst()
+	if worst == "" {
 		return nil
 	}
-	return &exitError{code: code, err: fmt.Errorf("%d of %d container(s) were not moved to %s", rep.Failed, len(names), ep.Host)}
+	return &exitError{code: exitFor(worst), err: fmt.Errorf("%d of %d container(s) were not moved to %s", rep.Failed, len(names), ep.Host)}
 }

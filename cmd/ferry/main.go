@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferry-project/ferry/internal/config"
 	"github.com/ferry-project/ferry/internal/version"
+	"github.com/ferry-project/ferry/migrate"
 	"github.com/ferry-project/ferry/runtime"
 	"github.com/ferry-project/ferry/snapshot/rsync"
 )
@@ -30,6 +31,22 @@ const (
 	exitRollbackIncomplete = 5
 	exitIncomplete         = 6 // committed, but post-copy's fill did not finish: see the message
 )
+
+// exitFor is the exit status of a failed move's outcome (of a drain's worst one).
+func exitFor(outcome string) int {
+	switch outcome {
+	case migrate.OutcomeRefused:
+		return exitRefused
+	case migrate.OutcomeInDoubt:
+		return exitInDoubt
+	case migrate.OutcomeRollbackIncomplete:
+		return exitRollbackIncomplete
+	case migrate.OutcomeCommittedIncomplete:
+		return exitIncomplete
+	default: // rolled back, not attempted, or any other failure
+		return exitFailed
+	}
+}
 
 type exitError struct {
 	code int

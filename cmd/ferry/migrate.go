@@ -171,16 +171,9 @@ func runMigrate(cmd *cobra.Command, g *globalFlags, f *migrateFlags, container, 
 	if err == nil {
 		return nil
 	}
-	code := exitFailed
-	switch {
-	case rep.Outcome == migrate.OutcomeRefused:
-		code = exitRefused
-	case errors.Is(err, migrate.ErrInDoubt):
+	code := exitFor(rep.Outcome)
+	if errors.Is(err, migrate.ErrInDoubt) {
 		code = exitInDoubt
-	case rep.Outcome == migrate.OutcomeRollbackIncomplete:
-		code = exitRollbackIncomplete
-	case rep.Outcome == migrate.OutcomeCommittedIncomplete:
-		code = exitIncomplete
 	}
 	return &exitError{code: code, err: err}
 }
