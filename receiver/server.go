@@ -576,6 +576,12 @@ func (s *server) restore(ctx context.Context, req wire.RestoreRequest) (wire.Res
 	if err := s.j.set(StateRestoring); err != nil {
 		return wire.RestoreReply{}, err
 	}
+	// Here the journal says "restoring": a fault (a sleep) at this point holds the target in
+	// that state for a test that acts on it, however slow the machine.
+	if err := failpoint.Inject("receiver/restoring"); err != nil {
+		_ = s.j.set(StatePrepared)
+		return wire.RestoreReply{}, err
+	}
 	if err := s.mountVolumes(); err != nil {
 		_ = s.j.set(StatePrepared)
 		return wire.RestoreReply{}, err
